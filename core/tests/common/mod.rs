@@ -62,7 +62,7 @@ pub fn read_corpus(file: &str) -> Vec<u8> {
 /// A test card: a red square in the stored top-left corner on a blue field, so any flip or
 /// rotation moves it somewhere recognisable.
 pub fn marker_image(width: u32, height: u32) -> RgbImage {
-    let marker = (width.min(height) / 4).max(1);
+    let marker = (width.min(height) / 2).max(1);
     RgbImage::from_fn(width, height, |x, y| {
         if x < marker && y < marker {
             Rgb([255, 0, 0])
