@@ -4,7 +4,10 @@ use std::io::Cursor;
 
 use image::error::{ImageError, LimitErrorKind};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
 
 use crate::error::ProcessError;
 use crate::policy::Policy;
@@ -19,24 +22,31 @@ pub(crate) struct Header {
 }
 
 /// A decoder whose headers have been read, ready for the one pixel decode.
-pub(crate) struct OpenImage<D> {
+pub(crate) struct OpenImage<'a> {
     pub header: Header,
-    decoder: D,
     format: Format,
+    decoder: Decoder<'a>,
+}
+
+enum Decoder<'a> {
+    /// zune-jpeg used directly: strict about truncation (which `image` leaves lenient), and
+    /// the headers are parsed once instead of once per metadata query.
+    Jpeg(zune_jpeg::JpegDecoder<ZCursor<&'a [u8]>>),
+    Other(Box<dyn ImageDecoder + 'a>),
 }
 
 /// Read the headers of a supported image. Allocations here are bounded by the input size
 /// (each decoder keeps its own cap on metadata chunks), never by the claimed dimensions.
-pub(crate) fn open(
-    bytes: &[u8],
-    format: Format,
-) -> Result<OpenImage<impl ImageDecoder + '_>, ProcessError> {
+pub(crate) fn open(bytes: &[u8], format: Format) -> Result<OpenImage<'_>, ProcessError> {
+    if format == Format::Jpeg {
+        return open_jpeg(bytes);
+    }
     let Some(image_format) = format.image_format() else {
         return Err(ProcessError::UnsupportedFormat { detected: format });
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
-    // Our own checks run on the header below and give precise errors; the decoder limits
-    // are installed right after them, before any pixel is read.
+    // Our own checks run on the header and give precise errors; the decoder limits are
+    // installed right after them, before any pixel is read (`OpenImage::decode`).
     reader.no_limits();
     let mut decoder = reader
         .into_decoder()
@@ -52,29 +62,91 @@ pub(crate) fn open(
             orientation,
             icc_profile,
         },
-        decoder,
         format,
+        decoder: Decoder::Other(Box::new(decoder)),
     })
 }
 
-impl<D: ImageDecoder> OpenImage<D> {
-    /// Decode the pixels (the first frame of an animation) under the policy's allocation cap.
-    pub fn decode(mut self, policy: &Policy) -> Result<DynamicImage, ProcessError> {
-        let format = self.format;
-        let cap = policy.max_alloc_bytes;
-        let mut limits = Limits::default();
-        limits.max_image_width = Some(policy.max_side);
-        limits.max_image_height = Some(policy.max_side);
-        limits.max_alloc = Some(policy.max_alloc_bytes);
-        self.decoder
-            .set_limits(limits)
-            .map_err(|e| map_image_error(format, cap, e))?;
-        if self.decoder.total_bytes() > policy.max_alloc_bytes {
-            return Err(ProcessError::MemoryLimit {
-                limit: policy.max_alloc_bytes,
-            });
+fn open_jpeg(bytes: &[u8]) -> Result<OpenImage<'_>, ProcessError> {
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX))
+        // CMYK/YCCK and gray are converted by the decoder; we always take 8-bit RGB.
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(jpeg_error)?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or_else(|| jpeg_error("no frame header"))?;
+    let orientation = decoder
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let icc_profile = decoder.icc_profile();
+    Ok(OpenImage {
+        header: Header {
+            width: u32::try_from(width).map_err(jpeg_error)?,
+            height: u32::try_from(height).map_err(jpeg_error)?,
+            orientation,
+            icc_profile,
+        },
+        format: Format::Jpeg,
+        decoder: Decoder::Jpeg(decoder),
+    })
+}
+
+fn jpeg_error(error: impl std::fmt::Display) -> ProcessError {
+    let reason = error.to_string();
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("arithmetic")
+        || lower.contains("lossless")
+        || lower.contains("hierarchical")
+        || lower.contains("unsupported")
+    {
+        ProcessError::UnsupportedFeature {
+            format: Format::Jpeg,
+            reason,
         }
-        DynamicImage::from_decoder(self.decoder).map_err(|e| map_image_error(format, cap, e))
+    } else {
+        ProcessError::CorruptImage {
+            format: Format::Jpeg,
+            reason,
+        }
+    }
+}
+
+impl OpenImage<'_> {
+    /// Decode the pixels (the first frame of an animation) under the policy's allocation cap.
+    pub fn decode(self, policy: &Policy) -> Result<DynamicImage, ProcessError> {
+        let cap = policy.max_alloc_bytes;
+        let (width, height) = (self.header.width, self.header.height);
+        match self.decoder {
+            Decoder::Jpeg(mut decoder) => {
+                let needed = decoder.output_buffer_size().unwrap_or(usize::MAX) as u64;
+                if needed > cap {
+                    return Err(ProcessError::MemoryLimit { limit: cap });
+                }
+                let pixels = decoder.decode().map_err(jpeg_error)?;
+                RgbImage::from_raw(width, height, pixels)
+                    .map(DynamicImage::ImageRgb8)
+                    .ok_or_else(|| jpeg_error("decoded buffer does not match the header"))
+            }
+            Decoder::Other(mut decoder) => {
+                let format = self.format;
+                let mut limits = Limits::default();
+                limits.max_image_width = Some(policy.max_side);
+                limits.max_image_height = Some(policy.max_side);
+                limits.max_alloc = Some(cap);
+                decoder
+                    .set_limits(limits)
+                    .map_err(|e| map_image_error(format, cap, e))?;
+                if decoder.total_bytes() > cap {
+                    return Err(ProcessError::MemoryLimit { limit: cap });
+                }
+                DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(format, cap, e))
+            }
+        }
     }
 }
 

@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
-use image::{GenericImageView,
-    DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba, RgbaImage,
+use image::{
+    DynamicImage, GenericImageView, GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba, RgbaImage,
 };
-use imgsvc_core::{Format, Policy, process, probe};
+use imgsvc_core::{Format, Policy, probe, process};
 
 fn run(bytes: &[u8]) -> imgsvc_core::Processed {
     process(bytes, &Policy::default()).unwrap()
@@ -53,7 +53,11 @@ fn all_eight_exif_orientations_put_the_top_left_marker_where_a_viewer_expects() 
         let processed = run(&bytes);
         assert_eq!(processed.source.orientation as u16, orientation);
         let dims = (processed.display.width, processed.display.height);
-        assert_eq!(dims, if swapped { (80, 160) } else { (160, 80) }, "{orientation}");
+        assert_eq!(
+            dims,
+            if swapped { (80, 160) } else { (160, 80) },
+            "{orientation}"
+        );
         let display = decode_webp(&processed.display.data).into_rgb8();
         assert!(
             is_red(quadrant(&display, right, bottom)),
@@ -61,7 +65,10 @@ fn all_eight_exif_orientations_put_the_top_left_marker_where_a_viewer_expects() 
         );
         for (r, b) in [(false, false), (true, false), (false, true), (true, true)] {
             if (r, b) != (right, bottom) {
-                assert!(!is_red(quadrant(&display, r, b)), "orientation {orientation}");
+                assert!(
+                    !is_red(quadrant(&display, r, b)),
+                    "orientation {orientation}"
+                );
             }
         }
     }
@@ -102,7 +109,10 @@ fn no_source_metadata_reaches_the_outputs() {
         },
     );
     let processed = run(&bytes);
-    assert!(!processed.source.icc_converted, "an unparseable profile is ignored");
+    assert!(
+        !processed.source.icc_converted,
+        "an unparseable profile is ignored"
+    );
     for output in [&processed.display.data, &processed.thumbnail.data] {
         assert_clean_lossy_webp(output);
         assert!(!output.windows(4).any(|w| w == b"Exif" || w == b"ICCP"));
@@ -136,10 +146,13 @@ fn jpeg_variants_decode() {
                 ..JpegOptions::default()
             },
         );
-        let processed = process(&bytes, &Policy::default())
-            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let processed =
+            process(&bytes, &Policy::default()).unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(processed.source.format, Format::Jpeg);
-        assert_eq!((processed.display.width, processed.display.height), (240, 160));
+        assert_eq!(
+            (processed.display.width, processed.display.height),
+            (240, 160)
+        );
         let display = decode_webp(&processed.display.data);
         assert_eq!(display.dimensions(), (240, 160), "{label}");
     }
@@ -182,7 +195,9 @@ fn png_variants_decode_and_sixteen_bit_becomes_eight() {
 
 #[test]
 fn webp_lossless_lossy_and_alpha_decode() {
-    let rgba = RgbaImage::from_fn(200, 100, |x, _| Rgba([200, 30, 30, if x < 100 { 0 } else { 255 }]));
+    let rgba = RgbaImage::from_fn(200, 100, |x, _| {
+        Rgba([200, 30, 30, if x < 100 { 0 } else { 255 }])
+    });
     let lossless = encode(&DynamicImage::ImageRgba8(rgba.clone()), ImageFormat::WebP);
     let lossy_alpha = webp::Encoder::from_rgba(rgba.as_raw(), 200, 100)
         .encode_simple(false, 90.0)
@@ -214,7 +229,10 @@ fn gif_animation_gives_its_first_frame() {
     assert_eq!(probe(&bytes).unwrap().frames, 5);
     let display = decode_webp(&processed.display.data).into_rgb8();
     let centre = display.get_pixel(32, 24).0;
-    assert!(centre[1] > 200 && centre[0] < 50, "first frame is green, got {centre:?}");
+    assert!(
+        centre[1] > 200 && centre[0] < 50,
+        "first frame is green, got {centre:?}"
+    );
 }
 
 #[test]
@@ -238,7 +256,10 @@ fn resizing_with_alpha_does_not_darken_edges() {
     });
     let bytes = encode(&DynamicImage::ImageRgba8(source), ImageFormat::Png);
     let processed = run(&bytes);
-    assert_eq!((processed.display.width, processed.display.height), (2048, 205));
+    assert_eq!(
+        (processed.display.width, processed.display.height),
+        (2048, 205)
+    );
     let display = decode_webp(&processed.display.data).into_rgba8();
     let visible_edges: Vec<u8> = display
         .pixels()
@@ -247,15 +268,27 @@ fn resizing_with_alpha_does_not_darken_edges() {
         .collect();
     assert!(!visible_edges.is_empty());
     let darkest = *visible_edges.iter().min().unwrap();
-    assert!(darkest > 200, "a half-transparent edge pixel darkened to {darkest}");
+    assert!(
+        darkest > 200,
+        "a half-transparent edge pixel darkened to {darkest}"
+    );
 }
 
 #[test]
 fn small_images_are_never_enlarged_but_their_thumbnail_is() {
     let processed = run(&jpeg_rgb(&gradient(120, 40)));
-    assert_eq!((processed.display.width, processed.display.height), (120, 40));
-    assert_eq!((processed.thumbnail.width, processed.thumbnail.height), (400, 400));
-    assert_eq!(decode_webp(&processed.thumbnail.data).dimensions(), (400, 400));
+    assert_eq!(
+        (processed.display.width, processed.display.height),
+        (120, 40)
+    );
+    assert_eq!(
+        (processed.thumbnail.width, processed.thumbnail.height),
+        (400, 400)
+    );
+    assert_eq!(
+        decode_webp(&processed.thumbnail.data).dimensions(),
+        (400, 400)
+    );
 }
 
 #[test]
@@ -263,10 +296,17 @@ fn extreme_panoramas_fit_and_their_thumbnail_comes_from_full_resolution() {
     // 8000×500: the display is 2048×128, too small for a 400 px thumbnail crop, so the
     // thumbnail is cut from the source: its centre must still show the fine stripes.
     let source = image::RgbImage::from_fn(8000, 500, |x, _| {
-        if (x / 2) % 2 == 0 { Rgb([255, 255, 255]) } else { Rgb([0, 0, 0]) }
+        if (x / 2) % 2 == 0 {
+            Rgb([255, 255, 255])
+        } else {
+            Rgb([0, 0, 0])
+        }
     });
     let processed = run(&encode(&DynamicImage::ImageRgb8(source), ImageFormat::Png));
-    assert_eq!((processed.display.width, processed.display.height), (2048, 128));
+    assert_eq!(
+        (processed.display.width, processed.display.height),
+        (2048, 128)
+    );
     let thumbnail = decode_webp(&processed.thumbnail.data).into_rgb8();
     assert_eq!(thumbnail.dimensions(), (400, 400));
     // 500 source px → 400: stripes 2 px wide survive as visible contrast.
@@ -292,7 +332,13 @@ fn icc_profiles_are_converted_to_srgb() {
     ));
     assert!(tagged.source.icc_converted);
     assert!(!plain.source.icc_converted);
-    let a = decode_webp(&plain.display.data).into_rgb8().get_pixel(32, 32).0;
-    let b = decode_webp(&tagged.display.data).into_rgb8().get_pixel(32, 32).0;
+    let a = decode_webp(&plain.display.data)
+        .into_rgb8()
+        .get_pixel(32, 32)
+        .0;
+    let b = decode_webp(&tagged.display.data)
+        .into_rgb8()
+        .get_pixel(32, 32)
+        .0;
     assert!(b[0] >= a[0] + 8, "red {a:?} -> {b:?}");
 }

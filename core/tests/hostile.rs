@@ -1,0 +1,258 @@
+//! Hostile inputs built by hand: each gets its typed error, and the bombs are refused without
+//! allocating what they claim (measured with a counting allocator on the test's thread).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The counting allocator below is the one place tests need `unsafe`.
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::*;
+use image::{DynamicImage, ImageFormat};
+use imgsvc_core::{Format, Policy, ProcessError, probe, process};
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts the bytes live on the current thread (the core is single-threaded, so that is
+/// every byte a `process` call holds) and the peak since the last reset.
+struct CountingAllocator;
+
+fn account(grow: usize, shrink: usize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().saturating_add(grow).saturating_sub(shrink);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: defers every operation to the system allocator; only counts sizes.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            account(layout.size(), 0);
+        }
+        ptr
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        account(0, layout.size());
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            account(new_size, layout.size());
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Run `f` and return its result with the peak number of bytes it had allocated at once.
+fn peak_bytes<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let result = f();
+    (result, PEAK.with(Cell::get).saturating_sub(start))
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Refused with `code`, having allocated at most `max_mib` MiB along the way.
+fn assert_refused(label: &str, bytes: &[u8], code: &str, max_mib: usize) -> ProcessError {
+    let (result, peak) = peak_bytes(|| process(bytes, &Policy::default()));
+    let error = match result {
+        Ok(p) => panic!("{label}: accepted, {:?}", p.source),
+        Err(e) => e,
+    };
+    assert_eq!(error.code(), code, "{label}: {error}");
+    assert!(peak <= max_mib * MIB, "{label}: peak {} MiB", peak / MIB);
+    error
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(data);
+    hasher.finalize()
+}
+
+/// A PNG whose IHDR claims `width × height` followed by a tiny IDAT.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1A\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+/// A real small JPEG whose SOF header is rewritten to claim `width × height`.
+fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
+    let mut bytes = jpeg_rgb(&gradient(64, 64));
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF0");
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn empty_input_is_refused() {
+    assert_eq!(
+        process(&[], &Policy::default()),
+        Err(ProcessError::EmptyInput)
+    );
+    assert_eq!(probe(&[]), Err(ProcessError::EmptyInput));
+}
+
+#[test]
+fn input_over_the_byte_limit_is_refused_before_looking_at_it() {
+    let policy = Policy {
+        max_input_bytes: 1000,
+        ..Policy::default()
+    };
+    let bytes = jpeg_rgb(&gradient(200, 200));
+    assert!(bytes.len() > 1000);
+    let error = process(&bytes, &policy).unwrap_err();
+    assert_eq!(error.code(), "too_large");
+}
+
+#[test]
+fn gigapixel_claims_are_refused_without_allocating_them() {
+    assert_refused(
+        "png 100k×100k",
+        &png_claiming(100_000, 100_000),
+        "dimensions_too_large",
+        4,
+    );
+    assert_refused(
+        "png 30k×30k",
+        &png_claiming(30_000, 30_000),
+        "too_many_pixels",
+        4,
+    );
+    assert_refused(
+        "jpeg 65535²",
+        &jpeg_claiming(65_535, 65_535),
+        "dimensions_too_large",
+        4,
+    );
+    assert_refused(
+        "jpeg 20k×20k",
+        &jpeg_claiming(20_000, 20_000),
+        "too_many_pixels",
+        4,
+    );
+    // The probe reads the same claim and allocates nothing for it either.
+    let (probed, peak) = peak_bytes(|| probe(&png_claiming(100_000, 100_000)));
+    assert_eq!(probed.unwrap().width, 100_000);
+    assert!(peak < 4 * MIB);
+}
+
+#[test]
+fn a_four_hundred_frame_gif_is_refused() {
+    let bytes = animated_gif(400, 8, 8);
+    let error = assert_refused("400 frames", &bytes, "too_many_frames", 4);
+    assert_eq!(error, ProcessError::TooManyFrames { limit: 256 });
+    // Exactly at the limit is fine.
+    let at_limit = animated_gif(256, 8, 8);
+    assert_eq!(
+        process(&at_limit, &Policy::default())
+            .unwrap()
+            .source
+            .frames,
+        256
+    );
+}
+
+#[test]
+fn markup_disguised_as_images_is_named_in_the_refusal() {
+    let cases: &[(&[u8], Format)] = &[
+        (
+            b"<!DOCTYPE html><html><script>alert(1)</script></html>",
+            Format::Html,
+        ),
+        (
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
+            Format::Svg,
+        ),
+        (b"%PDF-1.4\n1 0 obj\n", Format::Pdf),
+        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", Format::Heic),
+        (b"\0\0\0\x1cftypavif\0\0\0\0avifmif1", Format::Avif),
+        (b"II*\0\x08\0\0\0\0\0", Format::Tiff),
+        (b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", Format::Bmp),
+        (b"just some text", Format::Unknown),
+    ];
+    for (bytes, detected) in cases {
+        let error = assert_refused(detected.name(), bytes, "unsupported_format", 1);
+        assert_eq!(
+            error,
+            ProcessError::UnsupportedFormat {
+                detected: *detected
+            }
+        );
+        assert!(error.to_string().contains(detected.name()), "{error}");
+    }
+}
+
+#[test]
+fn truncated_files_are_refused_as_corrupt() {
+    let card = gradient(160, 120);
+    let progressive = jpeg(
+        card.as_raw(),
+        160,
+        120,
+        JpegOptions {
+            progressive: true,
+            ..JpegOptions::default()
+        },
+    );
+    let files = [
+        ("jpeg", jpeg_rgb(&card)),
+        ("progressive jpeg", progressive),
+        (
+            "png",
+            encode(&DynamicImage::ImageRgb8(card.clone()), ImageFormat::Png),
+        ),
+        (
+            "gif",
+            encode(&DynamicImage::ImageRgb8(card.clone()), ImageFormat::Gif),
+        ),
+        (
+            "webp",
+            encode(&DynamicImage::ImageRgb8(card), ImageFormat::WebP),
+        ),
+    ];
+    for (label, bytes) in files {
+        let step = (bytes.len() / 50).max(1);
+        for cut in (1..bytes.len() - 2).step_by(step) {
+            let truncated = &bytes[..cut];
+            match process(truncated, &Policy::default()) {
+                Ok(_) => panic!("{label} cut at {cut}/{} was accepted", bytes.len()),
+                Err(e) => assert!(
+                    ["corrupt_image", "unsupported_format"].contains(&e.code()),
+                    "{label} cut at {cut}: {e}"
+                ),
+            }
+        }
+    }
+}
