@@ -31,7 +31,7 @@ pub(crate) struct OpenImage<'a> {
 enum Decoder<'a> {
     /// zune-jpeg used directly: strict about truncation (which `image` leaves lenient), and
     /// the headers are parsed once instead of once per metadata query.
-    Jpeg(zune_jpeg::JpegDecoder<ZCursor<&'a [u8]>>),
+    Jpeg(Box<zune_jpeg::JpegDecoder<ZCursor<&'a [u8]>>>),
     Other(Box<dyn ImageDecoder + 'a>),
 }
 
@@ -92,7 +92,7 @@ fn open_jpeg(bytes: &[u8]) -> Result<OpenImage<'_>, ProcessError> {
             icc_profile,
         },
         format: Format::Jpeg,
-        decoder: Decoder::Jpeg(decoder),
+        decoder: Decoder::Jpeg(Box::new(decoder)),
     })
 }
 

@@ -30,7 +30,7 @@ pub enum ProcessError {
     #[error("decoding would need more than the {limit} bytes of memory allowed")]
     MemoryLimit { limit: u64 },
 
-    #[error("{detected} is not a supported image format (supported: JPEG, PNG, WebP, GIF)")]
+    #[error("{} (supported: JPEG, PNG, WebP, GIF)", unsupported(*detected))]
     UnsupportedFormat { detected: Format },
 
     #[error("the {format} image is corrupt or truncated: {reason}")]
@@ -67,5 +67,12 @@ impl ProcessError {
     /// True when the input was refused (the client's fault); false for our own failures.
     pub fn is_input_error(&self) -> bool {
         !matches!(self, Self::EncodeFailed { .. } | Self::Internal { .. })
+    }
+}
+
+fn unsupported(detected: Format) -> String {
+    match detected {
+        Format::Unknown => "the input is not an image format we recognise".to_owned(),
+        other => format!("{other} is not a supported image format"),
     }
 }
