@@ -5,7 +5,10 @@ use std::sync::Arc;
 use image::DynamicImage;
 
 use crate::error::ProcessError;
-use moxcms::{ColorProfile, DataColorSpace, Layout, Transform8BitExecutor, TransformOptions};
+use moxcms::{
+    CicpColorPrimaries, CicpProfile, ColorProfile, DataColorSpace, Layout, MatrixCoefficients,
+    TransferCharacteristics, Transform8BitExecutor, TransformOptions,
+};
 
 /// A ready transform from the source's RGB profile to sRGB, for RGB and RGBA buffers.
 pub(crate) struct ToSrgb {
@@ -18,7 +21,29 @@ impl ToSrgb {
     /// the profile can't be used: an unparseable or non-RGB profile is ignored, as browsers
     /// do, rather than refusing the photo.
     pub fn from_icc(icc: &[u8]) -> Option<ToSrgb> {
-        let source = ColorProfile::new_from_slice(icc).ok()?;
+        Self::from_profile(&ColorProfile::new_from_slice(icc).ok()?)
+    }
+
+    /// Build the transform for a CICP description (PNG `cICP`). `None` for sRGB itself, for
+    /// non-RGB matrices and for code points we don't know.
+    pub fn from_cicp(
+        (primaries, transfer, matrix, full_range): (u8, u8, u8, bool),
+    ) -> Option<ToSrgb> {
+        const SRGB: (u8, u8) = (1, 13);
+        const IDENTITY_MATRIX: u8 = 0;
+        if (primaries, transfer) == SRGB || matrix != IDENTITY_MATRIX || !full_range {
+            return None;
+        }
+        let cicp = CicpProfile {
+            color_primaries: CicpColorPrimaries::try_from(primaries).ok()?,
+            transfer_characteristics: TransferCharacteristics::try_from(transfer).ok()?,
+            matrix_coefficients: MatrixCoefficients::try_from(matrix).ok()?,
+            full_range,
+        };
+        Self::from_profile(&ColorProfile::new_from_cicp(cicp))
+    }
+
+    fn from_profile(source: &ColorProfile) -> Option<ToSrgb> {
         // Gray profiles describe our already-expanded gray data only approximately, and
         // CMYK data was converted to RGB by the decoder; both are used as is.
         if source.color_space != DataColorSpace::Rgb {

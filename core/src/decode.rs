@@ -19,6 +19,10 @@ pub(crate) struct Header {
     pub height: u32,
     pub orientation: Orientation,
     pub icc_profile: Option<Vec<u8>>,
+    /// PNG `cICP`: (primaries, transfer, matrix, full range). Takes precedence over ICC.
+    pub cicp: Option<(u8, u8, u8, bool)>,
+    /// Frames in the file, counted up to one past the caller's limit.
+    pub frames: u32,
 }
 
 /// A decoder whose headers have been read, ready for the one pixel decode.
@@ -37,7 +41,14 @@ enum Decoder<'a> {
 
 /// Read the headers of a supported image. Allocations here are bounded by the input size
 /// (each decoder keeps its own cap on metadata chunks), never by the claimed dimensions.
-pub(crate) fn open(bytes: &[u8], format: Format) -> Result<OpenImage<'_>, ProcessError> {
+///
+/// Frames are counted up to `count_frames_to + 1`, so a frame bomb costs no more than the
+/// frames we would refuse anyway.
+pub(crate) fn open(
+    bytes: &[u8],
+    format: Format,
+    count_frames_to: u32,
+) -> Result<OpenImage<'_>, ProcessError> {
     if format == Format::Jpeg {
         return open_jpeg(bytes);
     }
@@ -55,12 +66,20 @@ pub(crate) fn open(bytes: &[u8], format: Format) -> Result<OpenImage<'_>, Proces
     // A broken or lying EXIF block is not a reason to refuse a photo: unknown means upright.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc_profile = decoder.icc_profile().ok().flatten();
+    let (frames, cicp) = match format {
+        Format::Gif => (count_gif_frames(bytes, count_frames_to)?, None),
+        Format::Webp => (count_webp_frames(bytes)?, None),
+        Format::Png => png_frames_and_cicp(bytes)?,
+        _ => (1, None),
+    };
     Ok(OpenImage {
         header: Header {
             width,
             height,
             orientation,
             icc_profile,
+            cicp,
+            frames,
         },
         format,
         decoder: Decoder::Other(Box::new(decoder)),
@@ -90,6 +109,8 @@ fn open_jpeg(bytes: &[u8]) -> Result<OpenImage<'_>, ProcessError> {
             height: u32::try_from(height).map_err(jpeg_error)?,
             orientation,
             icc_profile,
+            cicp: None,
+            frames: 1,
         },
         format: Format::Jpeg,
         decoder: Decoder::Jpeg(Box::new(decoder)),
@@ -182,42 +203,41 @@ pub(crate) fn check_dimensions(
     Ok(())
 }
 
-/// Count animation frames, stopping once `stop_after` is exceeded so a frame bomb costs no
-/// more than the frames we would refuse anyway. Still images count as one frame.
-pub(crate) fn count_frames(
-    bytes: &[u8],
-    format: Format,
-    stop_after: u32,
-) -> Result<u32, ProcessError> {
-    match format {
-        Format::Gif => count_gif_frames(bytes, stop_after),
-        Format::Webp => {
-            let decoder = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| {
-                ProcessError::CorruptImage {
-                    format,
-                    reason: e.to_string(),
-                }
-            })?;
-            Ok(if decoder.is_animated() {
-                decoder.num_frames()
-            } else {
-                1
-            })
+fn count_webp_frames(bytes: &[u8]) -> Result<u32, ProcessError> {
+    let decoder = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| {
+        ProcessError::CorruptImage {
+            format: Format::Webp,
+            reason: e.to_string(),
         }
-        Format::Png => {
-            let reader = png::Decoder::new(Cursor::new(bytes))
-                .read_info()
-                .map_err(|e| ProcessError::CorruptImage {
-                    format,
-                    reason: e.to_string(),
-                })?;
-            Ok(reader
-                .info()
-                .animation_control
-                .map_or(1, |actl| actl.num_frames.max(1)))
-        }
-        _ => Ok(1),
-    }
+    })?;
+    Ok(if decoder.is_animated() {
+        decoder.num_frames()
+    } else {
+        1
+    })
+}
+
+/// APNG frame count (from `acTL`) and the `cICP` colour description, in one header read.
+fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<(u8, u8, u8, bool)>), ProcessError> {
+    let reader = png::Decoder::new(Cursor::new(bytes))
+        .read_info()
+        .map_err(|e| ProcessError::CorruptImage {
+            format: Format::Png,
+            reason: e.to_string(),
+        })?;
+    let info = reader.info();
+    let frames = info
+        .animation_control
+        .map_or(1, |actl| actl.num_frames.max(1));
+    let cicp = info.coding_independent_code_points.map(|c| {
+        (
+            c.color_primaries,
+            c.transfer_function,
+            c.matrix_coefficients,
+            c.is_video_full_range_image,
+        )
+    });
+    Ok((frames, cicp))
 }
 
 fn count_gif_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> {

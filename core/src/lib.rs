@@ -66,8 +66,8 @@ pub struct SourceFacts {
     pub frames: u32,
     /// Whether any pixel is not fully opaque (and so the outputs carry alpha).
     pub has_alpha: bool,
-    /// Whether an embedded ICC profile was converted to sRGB.
-    pub icc_converted: bool,
+    /// Whether an embedded ICC profile or PNG cICP was converted to sRGB.
+    pub converted_to_srgb: bool,
 }
 
 /// One encoded output.
@@ -111,14 +111,13 @@ pub struct Processed {
 /// pixel buffer; refuses what `process` would refuse for its format alone.
 pub fn probe(bytes: &[u8]) -> Result<Probe, ProcessError> {
     let format = supported_format(bytes)?;
-    let open = decode::open(bytes, format)?;
-    let frames = decode::count_frames(bytes, format, u32::MAX)?;
+    let header = decode::open(bytes, format, u32::MAX)?.header;
     Ok(Probe {
         format,
-        width: open.header.width,
-        height: open.header.height,
-        orientation: open.header.orientation.to_exif(),
-        frames,
+        width: header.width,
+        height: header.height,
+        orientation: header.orientation.to_exif(),
+        frames: header.frames,
     })
 }
 
@@ -133,21 +132,21 @@ pub fn process(bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessError>
         });
     }
     let format = supported_format(bytes)?;
-    let open = decode::open(bytes, format)?;
-    let (width, height) = (open.header.width, open.header.height);
+    let open = decode::open(bytes, format, policy.max_frames)?;
+    let (width, height, frames) = (open.header.width, open.header.height, open.header.frames);
     decode::check_dimensions(format, width, height, policy)?;
-    let frames = decode::count_frames(bytes, format, policy.max_frames)?;
     if frames > policy.max_frames {
         return Err(ProcessError::TooManyFrames {
             limit: policy.max_frames,
         });
     }
     let orientation = open.header.orientation;
-    let to_srgb = open
-        .header
-        .icc_profile
-        .as_deref()
-        .and_then(color::ToSrgb::from_icc);
+    // PNG's cICP, when present, overrides any ICC profile (PNG third edition, 4.3).
+    let to_srgb = match (open.header.cicp, &open.header.icc_profile) {
+        (Some(cicp), _) => color::ToSrgb::from_cicp(cicp),
+        (None, Some(icc)) => color::ToSrgb::from_icc(icc),
+        (None, None) => None,
+    };
     let source = into_rgb_or_rgba(open.decode(policy)?);
     let has_alpha = matches!(source, DynamicImage::ImageRgba8(_));
 
@@ -212,7 +211,7 @@ pub fn process(bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessError>
             orientation: orientation.to_exif(),
             frames,
             has_alpha,
-            icc_converted: to_srgb.is_some(),
+            converted_to_srgb: to_srgb.is_some(),
         },
         display: Encoded {
             data: display_webp,

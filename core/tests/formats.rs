@@ -110,7 +110,7 @@ fn no_source_metadata_reaches_the_outputs() {
     );
     let processed = run(&bytes);
     assert!(
-        !processed.source.icc_converted,
+        !processed.source.converted_to_srgb,
         "an unparseable profile is ignored"
     );
     for output in [&processed.display.data, &processed.thumbnail.data] {
@@ -330,13 +330,48 @@ fn icc_profiles_are_converted_to_srgb() {
             ..JpegOptions::default()
         },
     ));
-    assert!(tagged.source.icc_converted);
-    assert!(!plain.source.icc_converted);
+    assert!(tagged.source.converted_to_srgb);
+    assert!(!plain.source.converted_to_srgb);
     let a = decode_webp(&plain.display.data)
         .into_rgb8()
         .get_pixel(32, 32)
         .0;
     let b = decode_webp(&tagged.display.data)
+        .into_rgb8()
+        .get_pixel(32, 32)
+        .0;
+    assert!(b[0] >= a[0] + 8, "red {a:?} -> {b:?}");
+}
+
+#[test]
+fn png_cicp_display_p3_is_converted_and_overrides_icc() {
+    let card = image::RgbImage::from_pixel(64, 64, Rgb([200, 100, 50]));
+    let plain = encode(&DynamicImage::ImageRgb8(card), ImageFormat::Png);
+    // Insert cICP (Display P3 primaries = 12, sRGB transfer = 13, identity matrix, full
+    // range) right after IHDR, which ends at byte 33.
+    let with_chunk = |data: &[u8]| {
+        let mut body = b"cICP".to_vec();
+        body.extend_from_slice(data);
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&body);
+        let mut out = plain[..33].to_vec();
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&hasher.finalize().to_be_bytes());
+        out.extend_from_slice(&plain[33..]);
+        out
+    };
+    let p3 = run(&with_chunk(&[12, 13, 0, 1]));
+    let srgb = run(&with_chunk(&[1, 13, 0, 1]));
+    let untagged = run(&plain);
+    assert!(p3.source.converted_to_srgb);
+    assert!(!srgb.source.converted_to_srgb, "sRGB needs no conversion");
+    assert_eq!(srgb.display, untagged.display);
+    let a = decode_webp(&untagged.display.data)
+        .into_rgb8()
+        .get_pixel(32, 32)
+        .0;
+    let b = decode_webp(&p3.display.data)
         .into_rgb8()
         .get_pixel(32, 32)
         .0;
