@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use image::DynamicImage;
 
+use crate::decode::Cicp;
 use crate::error::ProcessError;
 use moxcms::{
     CicpColorPrimaries, CicpProfile, ColorProfile, DataColorSpace, Layout, MatrixCoefficients,
@@ -26,9 +27,13 @@ impl ToSrgb {
 
     /// Build the transform for a CICP description (PNG `cICP`). `None` for sRGB itself, for
     /// non-RGB matrices and for code points we don't know.
-    pub fn from_cicp(
-        (primaries, transfer, matrix, full_range): (u8, u8, u8, bool),
-    ) -> Option<ToSrgb> {
+    pub fn from_cicp(cicp: Cicp) -> Option<ToSrgb> {
+        let Cicp {
+            primaries,
+            transfer,
+            matrix,
+            full_range,
+        } = cicp;
         const SRGB: (u8, u8) = (1, 13);
         const IDENTITY_MATRIX: u8 = 0;
         if (primaries, transfer) == SRGB || matrix != IDENTITY_MATRIX || !full_range {

@@ -19,10 +19,19 @@ pub(crate) struct Header {
     pub height: u32,
     pub orientation: Orientation,
     pub icc_profile: Option<Vec<u8>>,
-    /// PNG `cICP`: (primaries, transfer, matrix, full range). Takes precedence over ICC.
-    pub cicp: Option<(u8, u8, u8, bool)>,
+    /// PNG `cICP`. Takes precedence over ICC.
+    pub cicp: Option<Cicp>,
     /// Frames in the file, counted up to one past the caller's limit.
     pub frames: u32,
+}
+
+/// ITU-T H.273 code points, as PNG's `cICP` chunk carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cicp {
+    pub primaries: u8,
+    pub transfer: u8,
+    pub matrix: u8,
+    pub full_range: bool,
 }
 
 /// A decoder whose headers have been read, ready for the one pixel decode.
@@ -218,7 +227,7 @@ fn count_webp_frames(bytes: &[u8]) -> Result<u32, ProcessError> {
 }
 
 /// APNG frame count (from `acTL`) and the `cICP` colour description, in one header read.
-fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<(u8, u8, u8, bool)>), ProcessError> {
+fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<Cicp>), ProcessError> {
     let reader = png::Decoder::new(Cursor::new(bytes))
         .read_info()
         .map_err(|e| ProcessError::CorruptImage {
@@ -229,13 +238,11 @@ fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<(u8, u8, u8, bool)>)
     let frames = info
         .animation_control
         .map_or(1, |actl| actl.num_frames.max(1));
-    let cicp = info.coding_independent_code_points.map(|c| {
-        (
-            c.color_primaries,
-            c.transfer_function,
-            c.matrix_coefficients,
-            c.is_video_full_range_image,
-        )
+    let cicp = info.coding_independent_code_points.map(|c| Cicp {
+        primaries: c.color_primaries,
+        transfer: c.transfer_function,
+        matrix: c.matrix_coefficients,
+        full_range: c.is_video_full_range_image,
     });
     Ok((frames, cicp))
 }
