@@ -130,3 +130,17 @@ fn two_inputs_with_the_same_stem_do_not_overwrite_each_other() {
     assert_eq!(lines[0]["ok"], true);
     assert_eq!(lines[1]["error"]["code"], "output_collision");
 }
+
+#[test]
+fn a_non_utf8_file_name_still_gets_its_json_line() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xE9.jpg");
+    let path = out.path().join(name);
+    std::fs::copy(corpus("skimage_rocket.jpg"), &path).unwrap();
+    let output = imgsvc(&["process".as_ref(), "--out".as_ref(), os(out.path()), os(&path)]);
+    assert_eq!(output.status.code(), Some(0));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["ok"], true);
+    assert!(lines[0]["input"].as_str().unwrap().ends_with("caf\u{FFFD}.jpg"));
+}

@@ -47,7 +47,7 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
             Ok(report) => report,
             Err(failure) => {
                 all_ok = false;
-                json!({ "input": input, "ok": false, "error": failure.to_json() })
+                json!({ "input": input.to_string_lossy(), "ok": false, "error": failure.to_json() })
             }
         };
         let mut out = stdout.lock();
@@ -95,7 +95,8 @@ fn process_one(
     write_outputs(out_dir, &processed, &display_path, &thumbnail_path)?;
 
     Ok(json!({
-        "input": input,
+        // Lossy: a non-UTF-8 file name must not be able to break the JSON line.
+        "input": input.to_string_lossy(),
         "ok": true,
         "source": processed.source,
         "display": output_json(&processed.display, &display_path),
@@ -146,7 +147,7 @@ fn output_json(output: &imgsvc_core::Encoded, path: &Path) -> Value {
         "height": output.height,
         "bytes": output.data.len(),
         "mime": output.mime(),
-        "path": path,
+        "path": path.to_string_lossy(),
     })
 }
 
