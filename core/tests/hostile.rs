@@ -260,3 +260,25 @@ fn truncated_files_are_refused_as_corrupt() {
         }
     }
 }
+
+#[test]
+fn probe_allocates_no_pixel_buffer() {
+    for file in [
+        "lomiri20_Kleiber.jpg",
+        "exif6_lomiri16_Dragonfly.jpg",
+        "lxqt_flowers.png",
+        "gnome_pixels-l.webp",
+        "gif_Aqua_1280.gif",
+        "hugin_CA_fringes01_anim.gif",
+    ] {
+        let bytes = read_corpus(file);
+        let (probed, peak) = peak_bytes(|| probe(&bytes));
+        let probed = probed.unwrap();
+        let pixels = probed.width as usize * probed.height as usize;
+        // A pixel buffer would be at least one byte per pixel (≥ 100 KB for these files).
+        assert!(
+            peak < pixels / 4,
+            "{file}: probe peaked at {peak} bytes for {pixels} px"
+        );
+    }
+}

@@ -138,9 +138,19 @@ fn a_non_utf8_file_name_still_gets_its_json_line() {
     let name = std::ffi::OsStr::from_bytes(b"caf\xE9.jpg");
     let path = out.path().join(name);
     std::fs::copy(corpus("skimage_rocket.jpg"), &path).unwrap();
-    let output = imgsvc(&["process".as_ref(), "--out".as_ref(), os(out.path()), os(&path)]);
+    let output = imgsvc(&[
+        "process".as_ref(),
+        "--out".as_ref(),
+        os(out.path()),
+        os(&path),
+    ]);
     assert_eq!(output.status.code(), Some(0));
     let lines = json_lines(&output);
     assert_eq!(lines[0]["ok"], true);
-    assert!(lines[0]["input"].as_str().unwrap().ends_with("caf\u{FFFD}.jpg"));
+    assert!(
+        lines[0]["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("caf\u{FFFD}.jpg")
+    );
 }
