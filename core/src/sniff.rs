@@ -36,6 +36,15 @@ impl Format {
         )
     }
 
+    /// Whether this is a picture format at all (supported or not). Hosts answer "not an
+    /// image" (400) for the others and "unsupported image format" (415) for these.
+    pub fn is_image(self) -> bool {
+        !matches!(
+            self,
+            Format::Pdf | Format::Html | Format::Xml | Format::Zip | Format::Unknown
+        )
+    }
+
     /// The lowercase name used in JSON and error codes.
     pub fn name(self) -> &'static str {
         match self {

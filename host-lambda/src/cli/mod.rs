@@ -1,6 +1,10 @@
 //! Command-line parsing: one subcommand per job.
 
 pub mod process;
+pub mod serve;
+pub mod token;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -21,4 +25,19 @@ pub enum Command {
     /// DIR/<stem>.thumb.webp and prints one JSON object per input. Exit status: 0 when all
     /// succeeded, 1 when any input was refused, 2 for usage errors.
     Process(process::ProcessArgs),
+    /// Serve the HTTP API locally, on embedded storage under the data directory.
+    Serve(serve::ServeArgs),
+    /// Print a development token for the local server.
+    Token(token::TokenArgs),
+}
+
+/// Exit status for a command that either works or fails with a message.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,150 @@
+//! Every API error as RFC 9457 `application/problem+json`, with a stable `code`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use imgsvc_core::ProcessError;
+use serde_json::{Map, Value, json};
+
+use crate::auth::AuthError;
+use crate::record::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    /// Extension members (e.g. `currentVersion` on a conflict).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn with(mut self, key: &str, value: Value) -> ApiError {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such image")
+    }
+
+    pub fn forbidden() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this image belongs to another user",
+        )
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("urn:imgsvc:problem:{}", self.code)),
+        );
+        body.insert(
+            "title".into(),
+            json!(self.status.canonical_reason().unwrap_or("Error")),
+        );
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("code".into(), json!(self.code));
+        body.insert("detail".into(), json!(self.detail));
+        body.extend(self.extra);
+        let mut response = (self.status, Value::Object(body).to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The core's refusals: bombs are 422, formats 415, not-images and broken files 400.
+impl From<ProcessError> for ApiError {
+    fn from(error: ProcessError) -> ApiError {
+        let status = match &error {
+            ProcessError::EmptyInput | ProcessError::CorruptImage { .. } => StatusCode::BAD_REQUEST,
+            ProcessError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProcessError::UnsupportedFormat { detected } if !detected.is_image() => {
+                StatusCode::BAD_REQUEST
+            }
+            ProcessError::UnsupportedFormat { .. } | ProcessError::UnsupportedFeature { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ProcessError::DimensionsTooLarge { .. }
+            | ProcessError::TooManyPixels { .. }
+            | ProcessError::TooManyFrames { .. }
+            | ProcessError::MemoryLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let code = match &error {
+            ProcessError::UnsupportedFormat { detected } if !detected.is_image() => "not_an_image",
+            other => other.code(),
+        };
+        let mut api = ApiError::new(status, code, error.to_string());
+        if let ProcessError::UnsupportedFormat { detected } = &error {
+            api = api.with("detectedFormat", json!(detected.name()));
+        }
+        api
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound => ApiError::not_found(),
+            StoreError::VersionConflict { current } => ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!("the image was changed: its current version is {current}"),
+            )
+            .with("currentVersion", json!(current)),
+            StoreError::AlreadyExists => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                "an image with this id already exists",
+            ),
+            StoreError::InvalidKey(_) | StoreError::Unavailable(_) => {
+                tracing::error!(error = %error, "store failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "storage is temporarily unavailable; retry later",
+                )
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> ApiError {
+        ApiError::bad_request("invalid_field", error.to_string())
+    }
+}

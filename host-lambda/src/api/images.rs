@@ -1,0 +1,359 @@
+//! `/images` handlers. Decisions live in `record`, `upload` and the core; these only move
+//! bytes between HTTP and the ports.
+
+use axum::Json;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Caller;
+use crate::record::{self, Editable, ImageRecord, iso8601};
+use crate::store::ListQuery;
+use crate::upload::{self, UploadFields};
+
+/// Longest accepted text field in an upload form (title, tags, albumId), in bytes.
+const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
+
+fn now() -> String {
+    iso8601(time::OffsetDateTime::now_utc())
+}
+
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large_body();
+    }
+    ApiError::bad_request("invalid_multipart", error.body_text())
+}
+
+fn too_large_body() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the upload is larger than the 10 MiB limit",
+    )
+}
+
+/// `POST /images` (multipart: `file`, `albumId`, `title`, `tags`).
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let limit = usize::try_from(state.policy.max_input_bytes).unwrap_or(usize::MAX);
+    let mut file: Option<Bytes> = None;
+    let mut fields = UploadFields::default();
+    let mut raw_tags: Vec<String> = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            if file.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_multipart",
+                    "more than one file",
+                ));
+            }
+            fields.original_filename = field.file_name().map(|n| n.chars().take(255).collect());
+            // Stream with a running count: refuse the moment the limit is passed.
+            let mut buffer = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                if buffer.len() + chunk.len() > limit {
+                    return Err(too_large_body());
+                }
+                buffer.extend_from_slice(&chunk);
+            }
+            file = Some(buffer.freeze());
+            continue;
+        }
+        let mut text = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if text.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    format!("{name} is too long"),
+                ));
+            }
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(text)
+            .map_err(|_| ApiError::bad_request("invalid_field", format!("{name} is not UTF-8")))?;
+        match name.as_str() {
+            "albumId" if !text.trim().is_empty() => {
+                fields.album_id = Some(record::validate_id("albumId", text.trim())?);
+            }
+            "albumId" => {}
+            "title" => fields.title = record::validate_title(&text)?,
+            // Repeated `tags` fields, or one comma-separated field.
+            "tags" => raw_tags.extend(text.split(',').map(str::to_owned)),
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    format!("unknown field {other:?}"),
+                ));
+            }
+        }
+    }
+    fields.tags = record::validate_tags(raw_tags.iter().map(String::as_str))?;
+    let bytes =
+        file.ok_or_else(|| ApiError::bad_request("missing_file", "the form has no `file` field"))?;
+
+    let processed = upload::process(&state, bytes).await?;
+    let image_id = new_image_id();
+    let record = upload::new_record(
+        &state,
+        &image_id,
+        &caller.user_id,
+        fields,
+        &processed,
+        &now(),
+    );
+    upload::store(&state, &record, processed).await?;
+    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
+    let location = format!("/images/{}", record.id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (header::ETAG, version_etag(&record)),
+        ],
+        Json(record),
+    )
+        .into_response())
+}
+
+/// A ULID that sorts after every id this process issued before, even within one
+/// millisecond, so uploads list in exactly the order they were made.
+fn new_image_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut guard = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
+/// The record's version as an HTTP entity tag (what `If-Match` compares against).
+fn version_etag(record: &ImageRecord) -> String {
+    format!("\"{}\"", record.version)
+}
+
+/// The caller's own record, or 404 / 403.
+async fn owned_record(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ImageRecord, ApiError> {
+    let record = state
+        .metadata
+        .get(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if record.user_id != caller.user_id && !caller.is_service {
+        return Err(ApiError::forbidden());
+    }
+    Ok(record)
+}
+
+/// `GET /images/{id}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = owned_record(&state, &caller, &id).await?;
+    Ok(([(header::ETAG, version_etag(&record))], Json(record)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+    album_id: Option<String>,
+}
+
+/// `GET /images?limit=20&cursor=…&albumId=…`: the caller's images, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None => 20,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1..100"))?,
+    };
+    let album_id = params
+        .album_id
+        .as_deref()
+        .map(|a| record::validate_id("albumId", a))
+        .transpose()?;
+    let after = match params.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            state
+                .cursors
+                .decode(cursor, &caller.user_id, album_id.as_deref())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "the cursor is not valid for this listing",
+                    )
+                })?,
+        ),
+    };
+    // One extra row tells whether another page exists.
+    let mut items = state
+        .metadata
+        .list(ListQuery {
+            user_id: &caller.user_id,
+            album_id: album_id.as_deref(),
+            after,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| {
+            let position = crate::store::ListPosition {
+                uploaded_at: last.uploaded_at.clone(),
+                id: last.id.clone(),
+            };
+            state
+                .cursors
+                .encode(&position, &caller.user_id, album_id.as_deref())
+        })
+    } else {
+        None
+    };
+    Ok(Json(json!({ "items": items, "nextCursor": next_cursor })))
+}
+
+/// `PATCH /images/{id}`: `title`, `tags`, `albumId`; the current `version` in the body or
+/// in `If-Match`.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (edit, body_version) = parse_patch(&body)?;
+    let header_version = headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_version", "If-Match must be a version number")
+                })
+        })
+        .transpose()?;
+    let expected = match (body_version, header_version) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request(
+                "invalid_version",
+                "body version and If-Match disagree",
+            ));
+        }
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "version_required",
+                "send the current version in the body or in If-Match",
+            ));
+        }
+    };
+    let current = owned_record(&state, &caller, &id).await?;
+    if current.version != expected {
+        return Err(crate::store::StoreError::VersionConflict {
+            current: current.version,
+        }
+        .into());
+    }
+    let next = current.edited(&edit, &now());
+    state.metadata.update(&next, expected).await?;
+    Ok(([(header::ETAG, version_etag(&next))], Json(next)).into_response())
+}
+
+/// A PATCH body: a JSON object with only `title`, `tags`, `albumId` and `version`; `null`
+/// clears `title` and `albumId`.
+fn parse_patch(body: &[u8]) -> Result<(Editable, Option<u64>), ApiError> {
+    let invalid = |detail: &str| ApiError::bad_request("invalid_body", detail.to_owned());
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(&format!("invalid JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| invalid("the body must be a JSON object"))?;
+    let mut edit = Editable::default();
+    let mut version = None;
+    for (key, value) in object {
+        match (key.as_str(), value) {
+            ("title", Value::Null) => edit.title = Some(None),
+            ("title", Value::String(s)) => edit.title = Some(record::validate_title(s)?),
+            ("albumId", Value::Null) => edit.album_id = Some(None),
+            ("albumId", Value::String(s)) => {
+                edit.album_id = Some(Some(record::validate_id("albumId", s)?));
+            }
+            ("tags", Value::Array(items)) => {
+                let tags: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                let tags = tags.ok_or_else(|| invalid("tags must be strings"))?;
+                edit.tags = Some(record::validate_tags(tags)?);
+            }
+            ("version", Value::Number(n)) => {
+                version = Some(
+                    n.as_u64()
+                        .ok_or_else(|| invalid("version must be a positive integer"))?,
+                );
+            }
+            (key @ ("title" | "albumId" | "tags" | "version"), _) => {
+                return Err(invalid(&format!("{key} has the wrong type")));
+            }
+            (other, _) => return Err(invalid(&format!("unknown field {other:?}"))),
+        }
+    }
+    Ok((edit, version))
+}
+
+/// `DELETE /images/{id}`: the record first (so the image disappears at once), then both
+/// objects. An object that can't be removed is logged, not returned: it is unreachable.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = owned_record(&state, &caller, &id).await?;
+    state.metadata.delete(&record.id).await?;
+    upload::remove_objects(&state, &record).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /health`: the process is up and both stores answer.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let (blobs, metadata) = tokio::join!(state.blobs.ping(), state.metadata.ping());
+    let status = |r: &Result<(), _>| if r.is_ok() { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": if blobs.is_ok() && metadata.is_ok() { "ok" } else { "degraded" },
+        "blobStore": status(&blobs),
+        "metadataStore": status(&metadata),
+    });
+    let code = if blobs.is_ok() && metadata.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}

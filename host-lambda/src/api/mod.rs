@@ -1,0 +1,71 @@
+//! The HTTP API: one axum `Router` for the local server and Lambda alike.
+
+pub mod cursor;
+pub mod error;
+mod files;
+mod images;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::get;
+use imgsvc_core::Policy;
+
+use crate::auth::{Authenticator, Caller};
+use crate::store::{BlobStore, MetadataStore};
+use cursor::CursorCodec;
+use error::ApiError;
+
+/// Room for multipart framing and the small text fields around a maximal file.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
+
+/// Everything a handler can reach: ports, never adapters.
+#[derive(Clone)]
+pub struct AppState {
+    pub blobs: Arc<dyn BlobStore>,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub auth: Arc<Authenticator>,
+    pub cursors: Arc<CursorCodec>,
+    pub policy: Policy,
+    /// Base of `imageUrl`/`thumbnailUrl`: the CDN in AWS, `{server}/files` locally.
+    pub public_base_url: String,
+    /// Recorded as `s3Bucket` (the bucket name in AWS, `local` on the embedded store).
+    pub bucket_label: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    let upload_limit = usize::try_from(state.policy.max_input_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_OVERHEAD);
+    Router::new()
+        .route(
+            "/images",
+            get(images::list)
+                .post(images::upload)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/images/{id}",
+            get(images::get_one)
+                .patch(images::update)
+                .delete(images::delete),
+        )
+        .route("/files/{*key}", get(files::get_file))
+        .route("/health", get(images::health))
+        .with_state(state)
+}
+
+/// The authenticated caller, from `Authorization: Bearer …`.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(state.auth.verify(header)?)
+    }
+}

@@ -1,0 +1,91 @@
+//! Wiring for the embedded defaults: filesystem objects and SQLite records under one data
+//! directory, and a secret generated there once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use crate::api::AppState;
+use crate::api::cursor::CursorCodec;
+use crate::auth::Authenticator;
+use crate::store::fs::FsBlobStore;
+use crate::store::sqlite::SqliteMetadataStore;
+
+/// The local server's secret: `IMGSVC_JWT_SECRET` if set, else `{data_dir}/secret`,
+/// generated (32 random bytes, hex, mode 0600) the first time.
+pub fn secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(secret) = std::env::var("IMGSVC_JWT_SECRET") {
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "IMGSVC_JWT_SECRET must be at least 32 characters"
+        );
+        return Ok(secret.into_bytes());
+    }
+    let path = data_dir.join("secret");
+    match std::fs::read_to_string(&path) {
+        Ok(existing) => return Ok(existing.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &hex).with_context(|| format!("writing {}", path.display()))?;
+    Ok(hex.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// A key for one purpose, derived from the secret so purposes never share a key.
+pub fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(purpose.as_bytes());
+    hasher.update([0]);
+    hasher.update(secret);
+    hasher.finalize().to_vec()
+}
+
+pub fn authenticator(secret: &[u8]) -> Authenticator {
+    Authenticator::hs256(&derive_key(secret, "jwt"))
+}
+
+/// The app on embedded storage under `data_dir`, with URLs under `public_url`.
+pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState> {
+    let secret = secret(data_dir)?;
+    let objects: PathBuf = data_dir.join("objects");
+    let blobs = FsBlobStore::open(&objects)
+        .await
+        .with_context(|| format!("opening {}", objects.display()))?;
+    let database = data_dir.join("imgsvc.sqlite");
+    let metadata = SqliteMetadataStore::open(&database)
+        .await
+        .with_context(|| format!("opening {}", database.display()))?;
+    Ok(AppState {
+        blobs: Arc::new(blobs),
+        metadata: Arc::new(metadata),
+        auth: Arc::new(authenticator(&secret)),
+        cursors: Arc::new(CursorCodec::new(&derive_key(&secret, "cursor"))),
+        policy: imgsvc_core::Policy::default(),
+        public_base_url: format!("{}/files", public_url.trim_end_matches('/')),
+        bucket_label: "local".to_owned(),
+    })
+}

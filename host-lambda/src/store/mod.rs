@@ -1,0 +1,77 @@
+//! Ports: what the API needs from storage, with no vendor in sight. Adapters: `fs` + `sqlite`
+//! (embedded, the default) and, later, S3 + DynamoDB.
+
+pub mod fs;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::record::ImageRecord;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a record with this id already exists")]
+    AlreadyExists,
+    #[error("version conflict: the current version is {current}")]
+    VersionConflict { current: u64 },
+    #[error("not found")]
+    NotFound,
+    #[error("invalid key {0:?}")]
+    InvalidKey(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Object storage for the encoded images.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Store `bytes` under `key` (replacing any object there). `content_type` and
+    /// `cache_control` are what a CDN will serve.
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+        cache_control: &str,
+    ) -> Result<(), StoreError>;
+    /// The object, or `None`.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// Remove the object. Removing a missing object succeeds.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Whether the store answers (for `/health`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Where a listing page starts: just after this (uploadedAt, id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPosition {
+    pub uploaded_at: String,
+    pub id: String,
+}
+
+/// Which images to list.
+#[derive(Debug, Clone)]
+pub struct ListQuery<'a> {
+    pub user_id: &'a str,
+    pub album_id: Option<&'a str>,
+    pub after: Option<ListPosition>,
+    pub limit: usize,
+}
+
+/// The image records.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Create-only: `AlreadyExists` when the id is taken.
+    async fn create(&self, record: &ImageRecord) -> Result<(), StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;
+    /// Replace the record if its stored version is still `expected_version`; otherwise
+    /// `VersionConflict` with the current version (or `NotFound`).
+    async fn update(&self, record: &ImageRecord, expected_version: u64) -> Result<(), StoreError>;
+    /// Remove the record. Removing a missing record succeeds.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// A user's images (optionally one album's), newest first: by uploadedAt, then id.
+    async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,149 @@
+//! `MetadataStore` on SQLite (embedded): the same record and semantics as the DynamoDB
+//! table — create-only put, versioned update, newest-first listing per user and per album.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::{ListQuery, MetadataStore, StoreError};
+use crate::record::ImageRecord;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteMetadataStore {
+    pool: SqlitePool,
+}
+
+impl SqliteMetadataStore {
+    /// Open (creating if needed) the database file and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(unavailable)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(SqliteMetadataStore { pool })
+    }
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn encode(record: &ImageRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+fn decode(json: &str) -> Result<ImageRecord, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Unavailable(format!("bad record: {e}")))
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadataStore {
+    async fn create(&self, record: &ImageRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO images (id, user_id, album_id, uploaded_at, version, record)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&record.id)
+        .bind(&record.user_id)
+        .bind(&record.album_id)
+        .bind(&record.uploaded_at)
+        .bind(record.version as i64)
+        .bind(encode(record)?)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::AlreadyExists);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let row = sqlx::query("SELECT record FROM images WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn update(&self, record: &ImageRecord, expected_version: u64) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE images SET album_id = ?, version = ?, record = ? WHERE id = ? AND version = ?",
+        )
+        .bind(&record.album_id)
+        .bind(record.version as i64)
+        .bind(encode(record)?)
+        .bind(&record.id)
+        .bind(expected_version as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if result.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.get(&record.id).await? {
+            Some(current) => Err(StoreError::VersionConflict {
+                current: current.version,
+            }),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM images WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError> {
+        // Keyset pagination on (uploaded_at, id), the same order as the DynamoDB GSIs.
+        let (after_at, after_id) = match &query.after {
+            Some(p) => (Some(p.uploaded_at.as_str()), Some(p.id.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT record FROM images
+             WHERE user_id = ?1
+               AND (?2 IS NULL OR album_id = ?2)
+               AND (?3 IS NULL OR uploaded_at < ?3 OR (uploaded_at = ?3 AND id < ?4))
+             ORDER BY uploaded_at DESC, id DESC
+             LIMIT ?5",
+        )
+        .bind(query.user_id)
+        .bind(query.album_id)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(query.limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

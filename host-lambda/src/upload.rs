@@ -1,0 +1,128 @@
+//! The upload use case: process with the core, store both objects, then the record — and
+//! leave nothing behind when any step fails.
+
+use base64::Engine;
+use bytes::Bytes;
+use imgsvc_core::Processed;
+
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::record::{self, DISPLAY_QUALITY, ImageRecord};
+
+/// Objects are immutable (a new upload gets a new id), so caches may keep them for a year.
+pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+pub const OUTPUT_CONTENT_TYPE: &str = "image/webp";
+
+/// The user-supplied fields of an upload, already validated.
+#[derive(Debug, Default, Clone)]
+pub struct UploadFields {
+    pub album_id: Option<String>,
+    pub title: Option<String>,
+    pub tags: Vec<String>,
+    pub original_filename: Option<String>,
+}
+
+/// Run the core off the async runtime, so a 10 MiB decode never stalls other requests.
+pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiError> {
+    let policy = state.policy;
+    tokio::task::spawn_blocking(move || imgsvc_core::process(&bytes, &policy))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "image processing task failed");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "image processing failed",
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+/// The record for a processed upload. Pure: ids, clock and URLs come in as arguments.
+pub fn new_record(
+    state: &AppState,
+    image_id: &str,
+    user_id: &str,
+    fields: UploadFields,
+    processed: &Processed,
+    now: &str,
+) -> ImageRecord {
+    let s3_key = record::display_key(user_id, image_id);
+    let thumbnail_key = record::thumbnail_key(user_id, image_id);
+    let base = state.public_base_url.trim_end_matches('/');
+    ImageRecord {
+        id: image_id.to_owned(),
+        user_id: user_id.to_owned(),
+        album_id: fields.album_id,
+        title: fields.title,
+        tags: fields.tags,
+        original_filename: fields.original_filename,
+        mime_type: format!("image/{}", processed.source.format.name()),
+        size_bytes: processed.source.bytes,
+        width: processed.display.width,
+        height: processed.display.height,
+        thumbnail_width: processed.thumbnail.width,
+        thumbnail_height: processed.thumbnail.height,
+        s3_bucket: state.bucket_label.clone(),
+        image_url: format!("{base}/{s3_key}"),
+        thumbnail_url: format!("{base}/{thumbnail_key}"),
+        s3_key,
+        thumbnail_key,
+        image_etag: record::etag_of(&processed.display.data),
+        thumbnail_etag: record::etag_of(&processed.thumbnail.data),
+        thumbhash: base64::engine::general_purpose::STANDARD.encode(&processed.thumbhash),
+        processing_status: "completed".to_owned(),
+        format: "webp".to_owned(),
+        quality: DISPLAY_QUALITY,
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+        uploaded_at: now.to_owned(),
+        version: 1,
+    }
+}
+
+/// Write both objects in parallel, then the record (create-only). Any failure removes the
+/// objects already written, so a failed upload leaves no orphan behind.
+pub async fn store(
+    state: &AppState,
+    record: &ImageRecord,
+    processed: Processed,
+) -> Result<(), ApiError> {
+    let display = Bytes::from(processed.display.data);
+    let thumbnail = Bytes::from(processed.thumbnail.data);
+    let (display_put, thumbnail_put) = tokio::join!(
+        state
+            .blobs
+            .put(&record.s3_key, display, OUTPUT_CONTENT_TYPE, CACHE_CONTROL),
+        state.blobs.put(
+            &record.thumbnail_key,
+            thumbnail,
+            OUTPUT_CONTENT_TYPE,
+            CACHE_CONTROL
+        ),
+    );
+    let written = display_put.and(thumbnail_put);
+    let created = match written {
+        Ok(()) => state.metadata.create(record).await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = created {
+        remove_objects(state, record).await;
+        tracing::error!(image_id = %record.id, error = %error, "upload failed; objects removed");
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Remove both objects of a record, logging (not failing on) what can't be removed.
+pub async fn remove_objects(state: &AppState, record: &ImageRecord) {
+    let (a, b) = tokio::join!(
+        state.blobs.delete(&record.s3_key),
+        state.blobs.delete(&record.thumbnail_key)
+    );
+    for (key, result) in [(&record.s3_key, a), (&record.thumbnail_key, b)] {
+        if let Err(error) = result {
+            tracing::error!(key = %key, error = %error, "could not remove object");
+        }
+    }
+}

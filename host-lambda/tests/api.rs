@@ -1,0 +1,601 @@
+//! The HTTP API over real HTTP on an ephemeral port, on the embedded stores (filesystem +
+//! SQLite), with failures injected through the ports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use imgsvc_lambda::api::{AppState, router};
+use imgsvc_lambda::store::{BlobStore, StoreError};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+fn corpus(file: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus")
+        .join(file);
+    std::fs::read(path).unwrap()
+}
+
+struct Server {
+    url: String,
+    state: AppState,
+    data: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start() -> Server {
+        Self::start_with(|state| state).await
+    }
+
+    /// A server whose state went through `adapt` (to inject failing ports).
+    async fn start_with(adapt: impl FnOnce(AppState) -> AppState) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = imgsvc_lambda::local::state(data.path(), &url)
+            .await
+            .unwrap();
+        let app = router(adapt(state.clone()));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Server {
+            url,
+            state,
+            data,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.state.auth.issue(user, false, now, 3600).unwrap()
+    }
+
+    async fn upload(
+        &self,
+        user: &str,
+        bytes: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = Form::new().part("file", Part::bytes(bytes).file_name("photo.jpg"));
+        for (name, value) in extra {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        self.client
+            .post(format!("{}/images", self.url))
+            .bearer_auth(self.token(user))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, user: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn objects(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data.path().join("objects"), &mut out);
+        out
+    }
+}
+
+async fn problem(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+fn small_jpeg() -> Vec<u8> {
+    corpus("skimage_rocket.jpg")
+}
+
+#[tokio::test]
+async fn upload_get_patch_delete_round_trip() {
+    let server = Server::start().await;
+    let photo = corpus("lomiri16_Picture_1A.jpg"); // ~1.2 MB
+    let response = server
+        .upload(
+            "alice",
+            photo.clone(),
+            &[
+                ("title", "Harbour"),
+                ("tags", "sea, boats"),
+                ("albumId", "trip"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/images/{}", record["id"].as_str().unwrap())
+    );
+    assert_eq!(record["userId"], "alice");
+    assert_eq!(record["title"], "Harbour");
+    assert_eq!(record["tags"], json!(["sea", "boats"]));
+    assert_eq!(record["albumId"], "trip");
+    assert_eq!(record["mimeType"], "image/jpeg");
+    assert_eq!(record["sizeBytes"], photo.len());
+    assert_eq!(
+        (record["width"].as_u64(), record["height"].as_u64()),
+        (Some(1365), Some(1074))
+    );
+    assert_eq!(record["thumbnailWidth"], 400);
+    assert_eq!(record["version"], 1);
+    assert_eq!(record["format"], "webp");
+    assert_eq!(record["quality"], 85);
+    assert_eq!(record["originalFilename"], "photo.jpg");
+    let id = record["id"].as_str().unwrap().to_owned();
+    assert_eq!(record["s3Key"], format!("images/alice/{id}.webp"));
+    assert_eq!(
+        record["thumbnailKey"],
+        format!("images/alice/thumbnails/{id}.webp")
+    );
+
+    // Both objects are served with their strong ETags and a long immutable cache.
+    for (url, etag) in [("imageUrl", "imageEtag"), ("thumbnailUrl", "thumbnailEtag")] {
+        let file = server
+            .client
+            .get(record[url].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(file.status(), StatusCode::OK);
+        assert_eq!(file.headers()["content-type"], "image/webp");
+        assert_eq!(
+            file.headers()["etag"].to_str().unwrap(),
+            record[etag].as_str().unwrap()
+        );
+        assert!(
+            file.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        let again = server
+            .client
+            .get(record[url].as_str().unwrap())
+            .header("if-none-match", record[etag].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    }
+
+    let fetched: Value = server.get("alice", &location).await.json().await.unwrap();
+    assert_eq!(fetched, record);
+    problem(
+        server.get("bob", &location).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    problem(
+        server.get("alice", "/images/01NOSUCHIMAGE").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    // PATCH: version in the body, then in If-Match; stale → 409 with the current version.
+    let patch = |body: Value, if_match: Option<&str>, user: &str| {
+        let mut request = server
+            .client
+            .patch(format!("{}{location}", server.url))
+            .bearer_auth(server.token(user))
+            .json(&body);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send()
+    };
+    let updated: Value = patch(
+        json!({"title": "Harbour at dawn", "version": 1}),
+        None,
+        "alice",
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["title"], "Harbour at dawn");
+    assert_eq!(updated["tags"], json!(["sea", "boats"]));
+    let response = patch(
+        json!({"tags": ["x"], "albumId": null}),
+        Some("\"2\""),
+        "alice",
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!(
+        (updated["version"].as_u64(), &updated["tags"]),
+        (Some(3), &json!(["x"]))
+    );
+    assert!(updated.get("albumId").is_none());
+    let stale = problem(
+        patch(json!({"title": "late", "version": 2}), None, "alice")
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+        "version_conflict",
+    )
+    .await;
+    assert_eq!(stale["currentVersion"], 3);
+    problem(
+        patch(json!({"title": "no version"}), None, "alice")
+            .await
+            .unwrap(),
+        StatusCode::PRECONDITION_REQUIRED,
+        "version_required",
+    )
+    .await;
+    problem(
+        patch(json!({"owner": "me", "version": 3}), None, "alice")
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    problem(
+        patch(json!({"title": "mine now", "version": 3}), None, "bob")
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+
+    // DELETE: 204, then 404, and both objects are gone.
+    assert_eq!(server.objects().len(), 2);
+    let delete = |user: &str| {
+        server
+            .client
+            .delete(format!("{}{location}", server.url))
+            .bearer_auth(server.token(user))
+            .send()
+    };
+    problem(
+        delete("bob").await.unwrap(),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        delete("alice").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        server.get("alice", &location).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert!(server.objects().is_empty());
+}
+
+#[tokio::test]
+async fn the_seeds_manual_cases() {
+    let server = Server::start().await;
+    let limit = 10 * 1024 * 1024;
+    // Exactly 10 MiB (a real JPEG padded after its end marker) succeeds…
+    let mut exact = corpus("mate_Elephants_3840x2160.jpg");
+    assert!(exact.len() < limit);
+    exact.resize(limit, 0);
+    assert_eq!(
+        server.upload("alice", exact.clone(), &[]).await.status(),
+        StatusCode::CREATED
+    );
+    // …one byte more is 413, refused while streaming.
+    exact.push(0);
+    problem(
+        server.upload("alice", exact, &[]).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    // A much larger body is refused the same way.
+    let huge = vec![0u8; 3 * limit];
+    problem(
+        server.upload("alice", huge, &[]).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+
+    // Not an image → 400; an image format we don't take → 415 naming it; a bomb → 422.
+    let html = b"<!DOCTYPE html><html><body>hi</body></html>".to_vec();
+    problem(
+        server.upload("alice", html, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "not_an_image",
+    )
+    .await;
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    let body = problem(
+        server.upload("alice", heic, &[]).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_format",
+    )
+    .await;
+    assert_eq!(body["detectedFormat"], "heic");
+    let mut bomb = small_jpeg();
+    let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    bomb[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]); // 20000×20000
+    problem(
+        server.upload("alice", bomb, &[]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_pixels",
+    )
+    .await;
+    let truncated = small_jpeg()[..5000].to_vec();
+    problem(
+        server.upload("alice", truncated, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "corrupt_image",
+    )
+    .await;
+
+    // No token, a bad token → 401 with WWW-Authenticate.
+    let anonymous = server
+        .client
+        .post(format!("{}/images", server.url))
+        .multipart(Form::new().part("file", Part::bytes(small_jpeg())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let forged = server
+        .client
+        .get(format!("{}/images", server.url))
+        .bearer_auth("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.bad")
+        .send()
+        .await
+        .unwrap();
+    problem(forged, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // A form without a file, and bad fields.
+    let no_file = server
+        .client
+        .post(format!("{}/images", server.url))
+        .bearer_auth(server.token("alice"))
+        .multipart(Form::new().text("title", "x"))
+        .send()
+        .await
+        .unwrap();
+    problem(no_file, StatusCode::BAD_REQUEST, "missing_file").await;
+    let long_title = "t".repeat(201);
+    problem(
+        server
+            .upload("alice", small_jpeg(), &[("title", &long_title)])
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    )
+    .await;
+    problem(
+        server
+            .upload("alice", small_jpeg(), &[("albumId", "../etc")])
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    )
+    .await;
+
+    // Only the one good upload left anything behind.
+    assert_eq!(server.objects().len(), 2);
+    let health: Value = server
+        .client
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
+#[tokio::test]
+async fn listing_pages_through_45_uploads_newest_first_without_gaps() {
+    let server = Server::start().await;
+    let mut uploaded = Vec::new();
+    for i in 0..45 {
+        let album = if i % 3 == 0 { "threes" } else { "others" };
+        let response = server
+            .upload("carol", small_jpeg(), &[("albumId", album)])
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let record: Value = response.json().await.unwrap();
+        uploaded.push(record["id"].as_str().unwrap().to_owned());
+    }
+    server.upload("dave", small_jpeg(), &[]).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/images?limit=20&cursor={c}"),
+            None => "/images?limit=20".to_owned(),
+        };
+        let page: Value = server.get("carol", &path).await.json().await.unwrap();
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            assert_eq!(item["userId"], "carol");
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    uploaded.reverse(); // newest first
+    assert_eq!(seen, uploaded);
+
+    // The album index, and cursors bound to their listing.
+    let threes: Value = server
+        .get("carol", "/images?albumId=threes&limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(threes["items"].as_array().unwrap().len(), 15);
+    let first: Value = server
+        .get("carol", "/images?limit=5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["nextCursor"].as_str().unwrap();
+    problem(
+        server
+            .get("dave", &format!("/images?cursor={cursor}"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+    )
+    .await;
+    problem(
+        server
+            .get("carol", &format!("/images?albumId=threes&cursor={cursor}"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+    )
+    .await;
+    let mut tampered = cursor.to_owned();
+    tampered.replace_range(2..3, if &cursor[2..3] == "A" { "B" } else { "A" });
+    problem(
+        server
+            .get("carol", &format!("/images?cursor={tampered}"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+    )
+    .await;
+    for bad in ["0", "101", "x"] {
+        problem(
+            server.get("carol", &format!("/images?limit={bad}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        )
+        .await;
+    }
+}
+
+/// A `BlobStore` that fails chosen puts, for proving that failed uploads leave nothing.
+struct FailingBlobs {
+    inner: Arc<dyn BlobStore>,
+    fail_thumbnails: AtomicBool,
+}
+
+#[async_trait]
+impl BlobStore for FailingBlobs {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+        cache_control: &str,
+    ) -> Result<(), StoreError> {
+        if key.contains("/thumbnails/") && self.fail_thumbnails.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected failure".into()));
+        }
+        self.inner
+            .put(key, bytes, content_type, cache_control)
+            .await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_mid_upload_leaves_no_object_and_no_record() {
+    let server = Server::start_with(|mut state| {
+        state.blobs = Arc::new(FailingBlobs {
+            inner: state.blobs.clone(),
+            fail_thumbnails: AtomicBool::new(true),
+        });
+        state
+    })
+    .await;
+    problem(
+        server.upload("erin", small_jpeg(), &[]).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    )
+    .await;
+    assert!(server.objects().is_empty(), "{:?}", server.objects());
+    let listing: Value = server.get("erin", "/images").await.json().await.unwrap();
+    assert_eq!(listing["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_record_write_failure_removes_the_objects() {
+    // Make the SQLite database read-only after start: the objects get written, the record
+    // insert fails, and the objects must be removed again.
+    let server = Server::start().await;
+    let database = server.data.path().join("imgsvc.sqlite");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", database.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON images BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    problem(
+        server.upload("frank", small_jpeg(), &[]).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    )
+    .await;
+    assert!(server.objects().is_empty(), "{:?}", server.objects());
+}
