@@ -599,3 +599,131 @@ async fn a_record_write_failure_removes_the_objects() {
     .await;
     assert!(server.objects().is_empty(), "{:?}", server.objects());
 }
+
+#[tokio::test]
+async fn idempotent_retries_create_one_record() {
+    let server = Server::start().await;
+    let send = |user: &'static str, key: &'static str, bytes: Vec<u8>| {
+        let request = server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token(user))
+            .header("idempotency-key", key)
+            .multipart(Form::new().part("file", Part::bytes(bytes).file_name("a.jpg")));
+        request.send()
+    };
+    let first = send("gina", "key-1", small_jpeg()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let retry = send("gina", "key-1", small_jpeg()).await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+    // The same key for a different upload is refused; another user's key space is separate.
+    let other_photo = corpus("skimage_coffee.png");
+    problem(
+        send("gina", "key-1", other_photo.clone()).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_eq!(
+        send("hank", "key-1", small_jpeg()).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // A failed request frees its key for the retry.
+    problem(
+        send("gina", "key-2", b"not an image".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "not_an_image",
+    )
+    .await;
+    assert_eq!(
+        send("gina", "key-2", other_photo).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // Concurrent duplicates: one creates, the others replay or are told to retry.
+    let racing =
+        futures_util::future::join_all((0..5).map(|_| send("gina", "key-3", small_jpeg()))).await;
+    let mut ids = std::collections::HashSet::new();
+    for response in racing {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::CREATED => {
+                let body: Value = response.json().await.unwrap();
+                ids.insert(body["id"].as_str().unwrap().to_owned());
+            }
+            _ => {
+                problem(response, StatusCode::CONFLICT, "idempotency_in_progress").await;
+            }
+        }
+    }
+    assert_eq!(ids.len(), 1);
+    let listing: Value = server
+        .get("gina", "/images?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["items"].as_array().unwrap().len(), 3);
+    problem(
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("gina"))
+            .header("idempotency-key", "")
+            .multipart(Form::new().part("file", Part::bytes(small_jpeg())))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_idempotency_key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn idempotency_records_expire() {
+    use imgsvc_lambda::store::Reservation;
+    let server = Server::start().await;
+    let store = &server.state.metadata;
+    assert_eq!(
+        store
+            .reserve_idempotency("u", "k", "f1", 1000, 2000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    store.complete_idempotency("u", "k", "{}").await.unwrap();
+    assert_eq!(
+        store
+            .reserve_idempotency("u", "k", "f1", 1999, 3000)
+            .await
+            .unwrap(),
+        Reservation::Completed {
+            fingerprint: "f1".into(),
+            response: "{}".into()
+        }
+    );
+    // At expiry the key is free again, for any request.
+    assert_eq!(
+        store
+            .reserve_idempotency("u", "k", "f2", 2000, 4000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    assert_eq!(
+        store
+            .reserve_idempotency("u", "k", "f2", 2001, 4000)
+            .await
+            .unwrap(),
+        Reservation::InProgress {
+            fingerprint: "f2".into()
+        }
+    );
+}

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::record::{self, Editable, ImageRecord, iso8601};
-use crate::store::ListQuery;
+use crate::store::{ListQuery, Reservation};
 use crate::upload::{self, UploadFields};
 
 /// Longest accepted text field in an upload form (title, tags, albumId), in bytes.
@@ -38,12 +38,167 @@ fn too_large_body() -> ApiError {
     )
 }
 
-/// `POST /images` (multipart: `file`, `albumId`, `title`, `tags`).
+/// How long an `Idempotency-Key` is remembered.
+const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+
+/// `POST /images` (multipart: `file`, `albumId`, `title`, `tags`), with an optional
+/// `Idempotency-Key`: a retry with the same key and user returns the first result and
+/// creates nothing new.
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    mut multipart: Multipart,
+    headers: HeaderMap,
+    multipart: Multipart,
 ) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let (bytes, fields) = read_upload_form(&state, multipart).await?;
+    let Some(key) = idempotency_key else {
+        let record = create_image(&state, &caller, bytes, fields).await?;
+        return Ok(created(&record, false));
+    };
+
+    let fingerprint = upload_fingerprint(&bytes, &fields);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let reservation = state
+        .metadata
+        .reserve_idempotency(
+            &caller.user_id,
+            &key,
+            &fingerprint,
+            now,
+            now + IDEMPOTENCY_TTL_SECONDS,
+        )
+        .await?;
+    match reservation {
+        Reservation::Reserved => {}
+        Reservation::Completed {
+            fingerprint: first,
+            response,
+        } if first == fingerprint => {
+            let record: ImageRecord = serde_json::from_str(&response).map_err(|e| {
+                crate::store::StoreError::Unavailable(format!("bad idempotency record: {e}"))
+            })?;
+            return Ok(created(&record, true));
+        }
+        Reservation::InProgress { fingerprint: first } if first == fingerprint => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            ));
+        }
+        Reservation::Completed { .. } | Reservation::InProgress { .. } => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different upload",
+            ));
+        }
+    }
+    match create_image(&state, &caller, bytes, fields).await {
+        Ok(record) => {
+            let response = serde_json::to_string(&record).unwrap_or_default();
+            if let Err(error) = state
+                .metadata
+                .complete_idempotency(&caller.user_id, &key, &response)
+                .await
+            {
+                // The image exists; only the replay is lost. Don't fail the upload for it.
+                tracing::error!(image_id = %record.id, error = %error, "could not record idempotency result");
+            }
+            Ok(created(&record, false))
+        }
+        Err(error) => {
+            if let Err(release) = state
+                .metadata
+                .release_idempotency(&caller.user_id, &key)
+                .await
+            {
+                tracing::error!(error = %release, "could not release idempotency key");
+            }
+            Err(error)
+        }
+    }
+}
+
+fn created(record: &ImageRecord, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/images/{}", record.id)),
+            (header::ETAG, version_etag(record)),
+        ],
+        Json(record),
+    )
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// The `Idempotency-Key` header: 1–255 visible ASCII characters, if present.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// What makes two uploads "the same request": the file and every field.
+fn upload_fingerprint(bytes: &[u8], fields: &UploadFields) -> String {
+    let described = serde_json::json!([
+        record::etag_of(bytes),
+        fields.album_id,
+        fields.title,
+        fields.tags,
+        fields.original_filename,
+    ]);
+    record::etag_of(described.to_string().as_bytes())
+}
+
+/// Process, store and record one upload.
+async fn create_image(
+    state: &AppState,
+    caller: &Caller,
+    bytes: Bytes,
+    fields: UploadFields,
+) -> Result<ImageRecord, ApiError> {
+    let processed = upload::process(state, bytes).await?;
+    let image_id = new_image_id();
+    let record = upload::new_record(
+        state,
+        &image_id,
+        &caller.user_id,
+        fields,
+        &processed,
+        &now(),
+    );
+    upload::store(state, &record, processed).await?;
+    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
+    Ok(record)
+}
+
+/// Read the multipart form, streaming the file with a running count so an oversized upload
+/// is refused the moment it passes the limit.
+async fn read_upload_form(
+    state: &AppState,
+    mut multipart: Multipart,
+) -> Result<(Bytes, UploadFields), ApiError> {
     let limit = usize::try_from(state.policy.max_input_bytes).unwrap_or(usize::MAX);
     let mut file: Option<Bytes> = None;
     let mut fields = UploadFields::default();
@@ -58,7 +213,6 @@ pub async fn upload(
                 ));
             }
             fields.original_filename = field.file_name().map(|n| n.chars().take(255).collect());
-            // Stream with a running count: refuse the moment the limit is passed.
             let mut buffer = BytesMut::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 if buffer.len() + chunk.len() > limit {
@@ -100,29 +254,7 @@ pub async fn upload(
     fields.tags = record::validate_tags(raw_tags.iter().map(String::as_str))?;
     let bytes =
         file.ok_or_else(|| ApiError::bad_request("missing_file", "the form has no `file` field"))?;
-
-    let processed = upload::process(&state, bytes).await?;
-    let image_id = new_image_id();
-    let record = upload::new_record(
-        &state,
-        &image_id,
-        &caller.user_id,
-        fields,
-        &processed,
-        &now(),
-    );
-    upload::store(&state, &record, processed).await?;
-    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
-    let location = format!("/images/{}", record.id);
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::LOCATION, location),
-            (header::ETAG, version_etag(&record)),
-        ],
-        Json(record),
-    )
-        .into_response())
+    Ok((bytes, fields))
 }
 
 /// A ULID that sorts after every id this process issued before, even within one

@@ -60,7 +60,21 @@ pub struct ListQuery<'a> {
     pub limit: usize,
 }
 
-/// The image records.
+/// What an `Idempotency-Key` lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The key was free (or expired) and is now held for this request.
+    Reserved,
+    /// Another request with this key has not finished yet.
+    InProgress { fingerprint: String },
+    /// A request with this key finished; its response (JSON) is to be replayed.
+    Completed {
+        fingerprint: String,
+        response: String,
+    },
+}
+
+/// The image records, and the idempotency records that guard their creation.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Create-only: `AlreadyExists` when the id is taken.
@@ -74,4 +88,24 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// A user's images (optionally one album's), newest first: by uploadedAt, then id.
     async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Hold `(user_id, key)` for a new request unless a live (unexpired at `now`) entry
+    /// exists, in which case report it. Atomic: of two racing requests, one reserves.
+    async fn reserve_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        fingerprint: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Reservation, StoreError>;
+    /// Record the response of the request holding the key.
+    async fn complete_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError>;
+    /// Free the key after a failed request, so a retry can run.
+    async fn release_idempotency(&self, user_id: &str, key: &str) -> Result<(), StoreError>;
 }

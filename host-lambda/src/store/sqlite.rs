@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::{ListQuery, MetadataStore, StoreError};
+use super::{ListQuery, MetadataStore, Reservation, StoreError};
 use crate::record::ImageRecord;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -145,5 +145,76 @@ impl MetadataStore for SqliteMetadataStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn reserve_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        fingerprint: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Reservation, StoreError> {
+        // Insert, or take over an expired entry; a live entry is left alone and reported.
+        let taken = sqlx::query(
+            "INSERT INTO idempotency (user_id, key, fingerprint, response, expires_at)
+             VALUES (?1, ?2, ?3, NULL, ?4)
+             ON CONFLICT (user_id, key) DO UPDATE
+               SET fingerprint = excluded.fingerprint, response = NULL, expires_at = excluded.expires_at
+               WHERE idempotency.expires_at <= ?5",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if taken.rows_affected() == 1 {
+            return Ok(Reservation::Reserved);
+        }
+        let row = sqlx::query(
+            "SELECT fingerprint, response FROM idempotency WHERE user_id = ? AND key = ?",
+        )
+        .bind(user_id)
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let fingerprint: String = row.get(0);
+        Ok(match row.get::<Option<String>, _>(1) {
+            Some(response) => Reservation::Completed {
+                fingerprint,
+                response,
+            },
+            None => Reservation::InProgress { fingerprint },
+        })
+    }
+
+    async fn complete_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE idempotency SET response = ? WHERE user_id = ? AND key = ?")
+            .bind(response)
+            .bind(user_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, user_id: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency WHERE user_id = ? AND key = ? AND response IS NULL")
+            .bind(user_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }
