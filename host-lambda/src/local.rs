@@ -87,5 +87,6 @@ pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState
         policy: imgsvc_core::Policy::default(),
         public_base_url: format!("{}/files", public_url.trim_end_matches('/')),
         bucket_label: "local".to_owned(),
+        trust_authorizer: false,
     })
 }

@@ -33,6 +33,9 @@ pub struct AppState {
     pub public_base_url: String,
     /// Recorded as `s3Bucket` (the bucket name in AWS, `local` on the embedded store).
     pub bucket_label: String,
+    /// Behind API Gateway's JWT authorizer: take the caller from the authorizer's verified
+    /// claims when present (a bearer token is still accepted otherwise).
+    pub trust_authorizer: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +65,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.trust_authorizer {
+            if let Some(caller) = crate::lambda::authorizer_caller(&parts.extensions) {
+                return Ok(caller);
+            }
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
