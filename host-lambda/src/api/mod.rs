@@ -65,10 +65,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.trust_authorizer {
-            if let Some(caller) = crate::lambda::authorizer_caller(&parts.extensions) {
-                return Ok(caller);
-            }
+        if state.trust_authorizer
+            && let Some(caller) = crate::lambda::authorizer_caller(&parts.extensions)
+        {
+            return Ok(caller);
         }
         let header = parts
             .headers
