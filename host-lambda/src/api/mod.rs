@@ -57,7 +57,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/files/{*key}", get(files::get_file))
         .route("/health", get(images::health))
+        .route("/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// The API described: `GET /openapi.json`.
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../openapi.json"),
+    )
 }
 
 /// The authenticated caller, from `Authorization: Bearer …`.
