@@ -88,5 +88,8 @@ pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState
         public_base_url: format!("{}/files", public_url.trim_end_matches('/')),
         bucket_label: "local".to_owned(),
         trust_authorizer: false,
+        processing: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        )),
     })
 }

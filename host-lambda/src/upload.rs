@@ -22,20 +22,37 @@ pub struct UploadFields {
     pub original_filename: Option<String>,
 }
 
-/// Run the core off the async runtime, so a 10 MiB decode never stalls other requests.
+/// Run the core off the async runtime, so a 10 MiB decode never stalls other requests, and
+/// at most `processing` permits at once, so concurrent uploads can't add up to an OOM (each
+/// may legitimately use up to the policy's allocation cap).
 pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiError> {
     let policy = state.policy;
-    tokio::task::spawn_blocking(move || imgsvc_core::process(&bytes, &policy))
+    let permit = state
+        .processing
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "image processing task failed");
+        .map_err(|_| {
             ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "image processing failed",
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
             )
-        })?
-        .map_err(ApiError::from)
+        })?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        imgsvc_core::process(&bytes, &policy)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "image processing task failed");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "image processing failed",
+        )
+    })?
+    .map_err(ApiError::from)
 }
 
 /// The record for a processed upload. Pure: ids, clock and URLs come in as arguments.

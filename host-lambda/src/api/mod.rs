@@ -36,6 +36,8 @@ pub struct AppState {
     /// Behind API Gateway's JWT authorizer: take the caller from the authorizer's verified
     /// claims when present (a bearer token is still accepted otherwise).
     pub trust_authorizer: bool,
+    /// Image decodes allowed to run at once (see `upload::process`).
+    pub processing: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {
