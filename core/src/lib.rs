@@ -160,6 +160,11 @@ pub fn process(bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessError>
         geometry::fit_inside(oriented_width, oriented_height, DISPLAY_MAX_SIDE);
     let downscaled = (display_width, display_height) != (oriented_width, oriented_height);
 
+    // The thumbnail comes from the display pixels whenever its crop there is still at least
+    // 400 px (then nothing is lost); only extreme panoramas go back to the full source,
+    // which is otherwise freed as soon as the display image exists.
+    let needs_source = display_width.min(display_height) < THUMBNAIL_SIDE;
+
     // Resize before rotating: the same pixels, a much smaller buffer to rotate.
     let (mut display, source) = if downscaled {
         let (w, h) = if swaps_axes {
@@ -169,7 +174,7 @@ pub fn process(bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessError>
         };
         (
             resize::resample(&source, resize::whole(&source), w, h)?,
-            Some(source),
+            Some(source).filter(|_| needs_source),
         )
     } else {
         (source, None)
@@ -179,10 +184,7 @@ pub fn process(bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessError>
         transform.apply(&mut display)?;
     }
 
-    // The thumbnail comes from the display pixels whenever its crop there is still at least
-    // 400 px (then nothing is lost); only extreme panoramas go back to the full source.
-    let needs_source = display_width.min(display_height) < THUMBNAIL_SIDE;
-    let thumbnail_base = match source.filter(|_| needs_source) {
+    let thumbnail_base = match source {
         Some(mut full) => {
             full.apply_orientation(orientation);
             if let Some(transform) = &to_srgb {
