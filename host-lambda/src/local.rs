@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::AppState;
 use crate::api::cursor::CursorCodec;
+use crate::api::uploads::{LocalStaging, UrlSigner};
 use crate::auth::Authenticator;
 use crate::store::fs::FsBlobStore;
 use crate::store::sqlite::SqliteMetadataStore;
@@ -79,6 +80,11 @@ pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState
     let metadata = SqliteMetadataStore::open(&database)
         .await
         .with_context(|| format!("opening {}", database.display()))?;
+    let url_signer = Arc::new(UrlSigner::new(&derive_key(&secret, "upload-url")));
+    let staging = LocalStaging {
+        base_url: public_url.trim_end_matches('/').to_owned(),
+        signer: url_signer.clone(),
+    };
     Ok(AppState {
         blobs: Arc::new(blobs),
         metadata: Arc::new(metadata),
@@ -88,6 +94,8 @@ pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState
         public_base_url: format!("{}/files", public_url.trim_end_matches('/')),
         bucket_label: "local".to_owned(),
         trust_authorizer: false,
+        staging: Arc::new(staging),
+        url_signer,
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),

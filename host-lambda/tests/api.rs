@@ -21,6 +21,13 @@ fn corpus(file: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// The two ways to upload; the seeds' cases run through both.
+#[derive(Debug, Clone, Copy)]
+enum UploadPath {
+    Multipart,
+    TwoStep,
+}
+
 struct Server {
     url: String,
     state: AppState,
@@ -76,6 +83,72 @@ impl Server {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The two-step upload: `POST /uploads`, PUT the bytes to the returned URL, then
+    /// `POST /uploads/{id}/complete` with the fields. Returns the first failing response,
+    /// or the completion's.
+    async fn upload_two_step(
+        &self,
+        user: &str,
+        bytes: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let created = self
+            .client
+            .post(format!("{}/uploads", self.url))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap();
+        if created.status() != StatusCode::CREATED {
+            return created;
+        }
+        let upload: Value = created.json().await.unwrap();
+        assert_eq!(upload["method"], "PUT");
+        let put = self
+            .client
+            .put(upload["uploadUrl"].as_str().unwrap())
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        if !put.status().is_success() {
+            return put;
+        }
+        let mut fields = serde_json::Map::new();
+        for (name, value) in extra {
+            let value = if *name == "tags" {
+                json!(value.split(',').collect::<Vec<_>>())
+            } else {
+                json!(value)
+            };
+            fields.insert((*name).to_owned(), value);
+        }
+        self.client
+            .post(format!(
+                "{}/uploads/{}/complete",
+                self.url,
+                upload["uploadId"].as_str().unwrap()
+            ))
+            .bearer_auth(self.token(user))
+            .json(&fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn upload_by(
+        &self,
+        path: UploadPath,
+        user: &str,
+        bytes: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        match path {
+            UploadPath::Multipart => self.upload(user, bytes, extra).await,
+            UploadPath::TwoStep => self.upload_two_step(user, bytes, extra).await,
+        }
     }
 
     async fn get(&self, user: &str, path: &str) -> reqwest::Response {
@@ -311,7 +384,16 @@ async fn upload_get_patch_delete_round_trip() {
 }
 
 #[tokio::test]
-async fn the_seeds_manual_cases() {
+async fn the_seeds_manual_cases_through_multipart() {
+    the_seeds_manual_cases(UploadPath::Multipart).await;
+}
+
+#[tokio::test]
+async fn the_seeds_manual_cases_through_the_two_step_upload() {
+    the_seeds_manual_cases(UploadPath::TwoStep).await;
+}
+
+async fn the_seeds_manual_cases(path: UploadPath) {
     let server = Server::start().await;
     let limit = 10 * 1024 * 1024;
     // Exactly 10 MiB (a real JPEG padded after its end marker) succeeds…
@@ -319,13 +401,16 @@ async fn the_seeds_manual_cases() {
     assert!(exact.len() < limit);
     exact.resize(limit, 0);
     assert_eq!(
-        server.upload("alice", exact.clone(), &[]).await.status(),
+        server
+            .upload_by(path, "alice", exact.clone(), &[])
+            .await
+            .status(),
         StatusCode::CREATED
     );
     // …one byte more is 413, refused while streaming.
     exact.push(0);
     problem(
-        server.upload("alice", exact, &[]).await,
+        server.upload_by(path, "alice", exact, &[]).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
     )
@@ -333,7 +418,7 @@ async fn the_seeds_manual_cases() {
     // A much larger body is refused the same way.
     let huge = vec![0u8; 3 * limit];
     problem(
-        server.upload("alice", huge, &[]).await,
+        server.upload_by(path, "alice", huge, &[]).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
     )
@@ -342,14 +427,14 @@ async fn the_seeds_manual_cases() {
     // Not an image → 400; an image format we don't take → 415 naming it; a bomb → 422.
     let html = b"<!DOCTYPE html><html><body>hi</body></html>".to_vec();
     problem(
-        server.upload("alice", html, &[]).await,
+        server.upload_by(path, "alice", html, &[]).await,
         StatusCode::BAD_REQUEST,
         "not_an_image",
     )
     .await;
     let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
     let body = problem(
-        server.upload("alice", heic, &[]).await,
+        server.upload_by(path, "alice", heic, &[]).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_format",
     )
@@ -359,27 +444,30 @@ async fn the_seeds_manual_cases() {
     let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     bomb[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]); // 20000×20000
     problem(
-        server.upload("alice", bomb, &[]).await,
+        server.upload_by(path, "alice", bomb, &[]).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "too_many_pixels",
     )
     .await;
     let truncated = small_jpeg()[..5000].to_vec();
     problem(
-        server.upload("alice", truncated, &[]).await,
+        server.upload_by(path, "alice", truncated, &[]).await,
         StatusCode::BAD_REQUEST,
         "corrupt_image",
     )
     .await;
 
     // No token, a bad token → 401 with WWW-Authenticate.
-    let anonymous = server
-        .client
-        .post(format!("{}/images", server.url))
-        .multipart(Form::new().part("file", Part::bytes(small_jpeg())))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = match path {
+        UploadPath::Multipart => server
+            .client
+            .post(format!("{}/images", server.url))
+            .multipart(Form::new().part("file", Part::bytes(small_jpeg()))),
+        UploadPath::TwoStep => server.client.post(format!("{}/uploads", server.url)),
+    }
+    .send()
+    .await
+    .unwrap();
     assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
     problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let forged = server
@@ -747,7 +835,7 @@ async fn every_documented_operation_is_routed() {
         let concrete = path
             .replace("{id}", "01NOSUCH")
             .replace("{key}", "images/none.webp");
-        for method in ["get", "post", "patch", "delete"] {
+        for method in ["get", "post", "put", "patch", "delete"] {
             if item.get(method).is_none() {
                 continue;
             }
@@ -773,5 +861,107 @@ async fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 8);
+    assert_eq!(operations, 11);
+}
+
+#[tokio::test]
+async fn two_step_upload_urls_are_signed_bounded_and_single_use() {
+    let server = Server::start().await;
+    let create = || {
+        server
+            .client
+            .post(format!("{}/uploads", server.url))
+            .bearer_auth(server.token("judy"))
+            .send()
+    };
+    let upload: Value = create().await.unwrap().json().await.unwrap();
+    let url = upload["uploadUrl"].as_str().unwrap().to_owned();
+    let id = upload["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(upload["maxBytes"], 10 * 1024 * 1024);
+
+    // A tampered URL (another key, a larger size, a bad signature) is refused.
+    for tampered in [
+        url.replace("uploads/judy/", "uploads/mallory/"),
+        url.replace("max=10485760", "max=104857600"),
+        format!("{}x", &url[..url.len() - 1]),
+    ] {
+        let response = server
+            .client
+            .put(&tampered)
+            .body(small_jpeg())
+            .send()
+            .await
+            .unwrap();
+        problem(response, StatusCode::FORBIDDEN, "invalid_signature").await;
+    }
+    // An expired one too, even correctly signed.
+    let past = time::OffsetDateTime::now_utc().unix_timestamp() - 1;
+    let key = format!("uploads/judy/{id}");
+    let signature = server.state.url_signer.sign(&key, past, 100);
+    let expired = format!(
+        "{}/staging/{key}?expires={past}&max=100&sig={signature}",
+        server.url
+    );
+    problem(
+        server
+            .client
+            .put(&expired)
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    )
+    .await;
+
+    // Completing before the PUT, or someone else's upload, finds nothing.
+    let complete = |user: &str, id: &str| {
+        server
+            .client
+            .post(format!("{}/uploads/{id}/complete", server.url))
+            .bearer_auth(server.token(user))
+            .send()
+    };
+    problem(
+        complete("judy", &id).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "upload_not_found",
+    )
+    .await;
+    assert_eq!(
+        server
+            .client
+            .put(&url)
+            .body(small_jpeg())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        complete("mallory", &id).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "upload_not_found",
+    )
+    .await;
+
+    // Complete, then a retry replays the same record; the staged original is gone.
+    let first = complete("judy", &id).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = complete("judy", &id).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert!(
+        server
+            .objects()
+            .iter()
+            .all(|p| !p.to_string_lossy().contains("/uploads/")),
+        "{:?}",
+        server.objects()
+    );
+    assert_eq!(server.objects().len(), 2);
 }

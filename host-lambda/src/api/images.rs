@@ -30,7 +30,7 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
     ApiError::bad_request("invalid_multipart", error.body_text())
 }
 
-fn too_large_body() -> ApiError {
+pub(super) fn too_large_body() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
@@ -52,8 +52,20 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let (bytes, fields) = read_upload_form(&state, multipart).await?;
+    create_with_idempotency(&state, &caller, idempotency_key, bytes, fields).await
+}
+
+/// Create an image, once per `(user, idempotency key)` when a key is given: a repeat with
+/// the same upload replays the first result; another upload under the key is refused.
+pub(super) async fn create_with_idempotency(
+    state: &AppState,
+    caller: &Caller,
+    idempotency_key: Option<String>,
+    bytes: Bytes,
+    fields: UploadFields,
+) -> Result<Response, ApiError> {
     let Some(key) = idempotency_key else {
-        let record = create_image(&state, &caller, bytes, fields).await?;
+        let record = create_image(state, caller, bytes, fields).await?;
         return Ok(created(&record, false));
     };
 
@@ -95,7 +107,7 @@ pub async fn upload(
             ));
         }
     }
-    match create_image(&state, &caller, bytes, fields).await {
+    match create_image(state, caller, bytes, fields).await {
         Ok(record) => {
             let response = serde_json::to_string(&record).unwrap_or_default();
             if let Err(error) = state
@@ -121,7 +133,7 @@ pub async fn upload(
     }
 }
 
-fn created(record: &ImageRecord, replayed: bool) -> Response {
+pub(super) fn created(record: &ImageRecord, replayed: bool) -> Response {
     let mut response = (
         StatusCode::CREATED,
         [

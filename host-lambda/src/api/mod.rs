@@ -4,6 +4,7 @@ pub mod cursor;
 pub mod error;
 mod files;
 mod images;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use axum::routing::get;
 use imgsvc_core::Policy;
 
 use crate::auth::{Authenticator, Caller};
-use crate::store::{BlobStore, MetadataStore};
+use crate::store::{BlobStore, MetadataStore, UploadStaging};
 use cursor::CursorCodec;
 use error::ApiError;
 
@@ -36,6 +37,10 @@ pub struct AppState {
     /// Behind API Gateway's JWT authorizer: take the caller from the authorizer's verified
     /// claims when present (a bearer token is still accepted otherwise).
     pub trust_authorizer: bool,
+    /// Where two-step uploads send originals.
+    pub staging: Arc<dyn UploadStaging>,
+    /// Checks the local server's own signed upload URLs (`PUT /staging/…`).
+    pub url_signer: Arc<uploads::UrlSigner>,
     /// Image decodes allowed to run at once (see `upload::process`).
     pub processing: Arc<tokio::sync::Semaphore>,
 }
@@ -57,6 +62,12 @@ pub fn router(state: AppState) -> Router {
                 .patch(images::update)
                 .delete(images::delete),
         )
+        .route("/uploads", axum::routing::post(uploads::create_upload))
+        .route(
+            "/uploads/{id}/complete",
+            axum::routing::post(uploads::complete_upload),
+        )
+        .route("/staging/{*key}", axum::routing::put(uploads::put_staged))
         .route("/files/{*key}", get(files::get_file))
         .route("/health", get(images::health))
         .route("/openapi.json", get(openapi))

@@ -44,6 +44,19 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Where clients send originals in the two-step upload: a short-lived URL that accepts one
+/// PUT of at most `max_bytes` to `key` (a presigned S3 URL in AWS; a signed URL to this
+/// server locally).
+#[async_trait]
+pub trait UploadStaging: Send + Sync + 'static {
+    async fn presign_put(
+        &self,
+        key: &str,
+        max_bytes: u64,
+        expires_at: i64,
+    ) -> Result<String, StoreError>;
+}
+
 /// Where a listing page starts: just after this (uploadedAt, id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPosition {
@@ -106,6 +119,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         key: &str,
         response: &str,
     ) -> Result<(), StoreError>;
+    /// What a live (unexpired at `now`) entry for the key holds, without reserving it.
+    async fn find_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<Reservation>, StoreError>;
     /// Free the key after a failed request, so a retry can run.
     async fn release_idempotency(&self, user_id: &str, key: &str) -> Result<(), StoreError>;
 }

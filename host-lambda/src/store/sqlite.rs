@@ -174,22 +174,38 @@ impl MetadataStore for SqliteMetadataStore {
         if taken.rows_affected() == 1 {
             return Ok(Reservation::Reserved);
         }
+        // Not taken, so a live entry exists: report it.
+        self.find_idempotency(user_id, key, now)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("idempotency entry vanished".into()))
+    }
+
+    async fn find_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<Reservation>, StoreError> {
         let row = sqlx::query(
-            "SELECT fingerprint, response FROM idempotency WHERE user_id = ? AND key = ?",
+            "SELECT fingerprint, response FROM idempotency
+             WHERE user_id = ? AND key = ? AND expires_at > ?",
         )
         .bind(user_id)
         .bind(key)
-        .fetch_one(&self.pool)
+        .bind(now)
+        .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        let fingerprint: String = row.get(0);
-        Ok(match row.get::<Option<String>, _>(1) {
-            Some(response) => Reservation::Completed {
-                fingerprint,
-                response,
-            },
-            None => Reservation::InProgress { fingerprint },
-        })
+        Ok(row.map(|row| {
+            let fingerprint: String = row.get(0);
+            match row.get::<Option<String>, _>(1) {
+                Some(response) => Reservation::Completed {
+                    fingerprint,
+                    response,
+                },
+                None => Reservation::InProgress { fingerprint },
+            }
+        }))
     }
 
     async fn complete_idempotency(
