@@ -1,5 +1,5 @@
-//! Wiring for the embedded defaults: filesystem objects and SQLite records under one data
-//! directory, and a secret generated there once.
+//! Wiring: the embedded defaults (filesystem objects and SQLite records under one data
+//! directory) or S3 + DynamoDB, and the secret generated in the data dir once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,8 +11,11 @@ use crate::api::AppState;
 use crate::api::cursor::CursorCodec;
 use crate::api::uploads::{LocalStaging, UrlSigner};
 use crate::auth::Authenticator;
+use crate::store::dynamodb::DynamoMetadataStore;
 use crate::store::fs::FsBlobStore;
+use crate::store::s3::S3BlobStore;
 use crate::store::sqlite::SqliteMetadataStore;
+use crate::store::{BlobStore, MetadataStore};
 
 /// The local server's secret: `IMGSVC_JWT_SECRET` if set, else `{data_dir}/secret`,
 /// generated (32 random bytes, hex, mode 0600) the first time.
@@ -69,30 +72,93 @@ pub fn authenticator(secret: &[u8]) -> Authenticator {
     Authenticator::hs256(&derive_key(secret, "jwt"))
 }
 
+/// Where objects and records live.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// Files and SQLite under the data dir: the default, offline.
+    Embedded,
+    /// S3 and DynamoDB (or emulators at `AWS_ENDPOINT_URL`).
+    Aws {
+        bucket: String,
+        table: String,
+        /// Path-style S3 addressing, which local emulators need.
+        force_path_style: bool,
+        /// Base of `imageUrl`/`thumbnailUrl` (the CDN); objects are served from there.
+        cdn_url: String,
+    },
+}
+
 /// The app on embedded storage under `data_dir`, with URLs under `public_url`.
 pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState> {
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    state_with(data_dir, public_url, &Storage::Embedded, &aws).await
+}
+
+/// The app on the chosen storage. `aws` configures the SDK clients when AWS is chosen
+/// (region, credentials, endpoint).
+pub async fn state_with(
+    data_dir: &Path,
+    public_url: &str,
+    storage: &Storage,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<AppState> {
     let secret = secret(data_dir)?;
-    let objects: PathBuf = data_dir.join("objects");
-    let blobs = FsBlobStore::open(&objects)
-        .await
-        .with_context(|| format!("opening {}", objects.display()))?;
-    let database = data_dir.join("imgsvc.sqlite");
-    let metadata = SqliteMetadataStore::open(&database)
-        .await
-        .with_context(|| format!("opening {}", database.display()))?;
+    let (blobs, metadata, public_base_url, bucket_label): (
+        Arc<dyn BlobStore>,
+        Arc<dyn MetadataStore>,
+        String,
+        String,
+    ) = match storage {
+        Storage::Embedded => {
+            let objects: PathBuf = data_dir.join("objects");
+            let blobs = FsBlobStore::open(&objects)
+                .await
+                .with_context(|| format!("opening {}", objects.display()))?;
+            let database = data_dir.join("imgsvc.sqlite");
+            let metadata = SqliteMetadataStore::open(&database)
+                .await
+                .with_context(|| format!("opening {}", database.display()))?;
+            (
+                Arc::new(blobs),
+                Arc::new(metadata),
+                format!("{}/files", public_url.trim_end_matches('/')),
+                "local".to_owned(),
+            )
+        }
+        Storage::Aws {
+            bucket,
+            table,
+            force_path_style,
+            cdn_url,
+        } => {
+            let s3_config = aws_sdk_s3::config::Builder::from(aws)
+                .force_path_style(*force_path_style)
+                .build();
+            let s3 = aws_sdk_s3::Client::from_conf(s3_config);
+            let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+            (
+                Arc::new(S3BlobStore::new(s3, bucket.clone())),
+                Arc::new(DynamoMetadataStore::new(dynamodb, table.clone())),
+                cdn_url.trim_end_matches('/').to_owned(),
+                bucket.clone(),
+            )
+        }
+    };
     let url_signer = Arc::new(UrlSigner::new(&derive_key(&secret, "upload-url")));
     let staging = LocalStaging {
         base_url: public_url.trim_end_matches('/').to_owned(),
         signer: url_signer.clone(),
     };
     Ok(AppState {
-        blobs: Arc::new(blobs),
-        metadata: Arc::new(metadata),
+        blobs,
+        metadata,
         auth: Arc::new(authenticator(&secret)),
         cursors: Arc::new(CursorCodec::new(&derive_key(&secret, "cursor"))),
         policy: imgsvc_core::Policy::default(),
-        public_base_url: format!("{}/files", public_url.trim_end_matches('/')),
-        bucket_label: "local".to_owned(),
+        public_base_url,
+        bucket_label,
         trust_authorizer: false,
         staging: Arc::new(staging),
         url_signer,

@@ -35,7 +35,7 @@ pub struct ImageRecord {
     pub thumbnail_key: String,
     pub image_url: String,
     pub thumbnail_url: String,
-    /// Strong ETags (quoted SHA-256 of the stored bytes).
+    /// Strong ETags of the stored objects (quoted hex MD5, as S3 computes them).
     pub image_etag: String,
     pub thumbnail_etag: String,
     /// ThumbHash placeholder, base64.
@@ -59,11 +59,12 @@ pub fn thumbnail_key(user_id: &str, image_id: &str) -> String {
     format!("images/{user_id}/thumbnails/{image_id}.webp")
 }
 
-/// Strong ETag of stored bytes: the quoted hex SHA-256.
+/// Strong ETag of stored bytes: the quoted hex MD5 — exactly what S3 (and so CloudFront)
+/// returns for a single-part object, so the record, the local server and the CDN agree.
 pub fn etag_of(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(66);
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(bytes);
+    let mut hex = String::with_capacity(34);
     hex.push('"');
     for byte in digest {
         hex.push_str(&format!("{byte:02x}"));

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use imgsvc_lambda::api::{AppState, router};
-use imgsvc_lambda::store::{BlobStore, StoreError};
+use imgsvc_lambda::local::Storage;
+use imgsvc_lambda::record::ImageRecord;
+use imgsvc_lambda::store::dynamodb::DynamoMetadataStore;
+use imgsvc_lambda::store::{BlobStore, ListQuery, MetadataStore, Reservation, StoreError};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -28,24 +31,78 @@ enum UploadPath {
     TwoStep,
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Embedded,
+    Aws,
+}
+
+fn aws_endpoint() -> String {
+    std::env::var("IMGSVC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
+}
+
+/// SDK settings for the emulator: fixed region and dummy credentials.
+async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
 struct Server {
     url: String,
     state: AppState,
     data: tempfile::TempDir,
+    /// The S3 client and bucket of an AWS-backed server, for inspecting what is stored.
+    s3: Option<(aws_sdk_s3::Client, String)>,
     client: reqwest::Client,
 }
 
 impl Server {
-    async fn start() -> Server {
-        Self::start_with(|state| state).await
+    async fn start(backend: Backend) -> Server {
+        Self::start_with(backend, |state| state).await
     }
 
     /// A server whose state went through `adapt` (to inject failing ports).
-    async fn start_with(adapt: impl FnOnce(AppState) -> AppState) -> Server {
+    async fn start_with(backend: Backend, adapt: impl FnOnce(AppState) -> AppState) -> Server {
         let data = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = imgsvc_lambda::local::state(data.path(), &url)
+        let sdk = aws_sdk_config().await;
+        let (storage, s3) = match backend {
+            Backend::Embedded => (Storage::Embedded, None),
+            Backend::Aws => {
+                // A fresh bucket and table per test, so tests can run in parallel.
+                let name = format!(
+                    "imgsvc-test-{}",
+                    ulid::Ulid::new().to_string().to_lowercase()
+                );
+                let s3 = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&sdk)
+                        .force_path_style(true)
+                        .build(),
+                );
+                s3.create_bucket().bucket(&name).send().await.expect(
+                    "S3 emulator not reachable: scripts/test starts it (or set IMGSVC_TEST_AWS_ENDPOINT)",
+                );
+                DynamoMetadataStore::new(aws_sdk_dynamodb::Client::new(&sdk), &name)
+                    .create_table()
+                    .await
+                    .unwrap();
+                let storage = Storage::Aws {
+                    bucket: name.clone(),
+                    table: name.clone(),
+                    force_path_style: true,
+                    cdn_url: format!("{}/{name}", aws_endpoint()),
+                };
+                (storage, Some((s3, name)))
+            }
+        };
+        let state = imgsvc_lambda::local::state_with(data.path(), &url, &storage, &sdk)
             .await
             .unwrap();
         let app = router(adapt(state.clone()));
@@ -54,6 +111,7 @@ impl Server {
             url,
             state,
             data,
+            s3,
             client: reqwest::Client::new(),
         }
     }
@@ -160,7 +218,16 @@ impl Server {
             .unwrap()
     }
 
-    fn objects(&self) -> Vec<PathBuf> {
+    /// Every stored object's key.
+    async fn objects(&self) -> Vec<String> {
+        if let Some((s3, bucket)) = &self.s3 {
+            let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+            return listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect();
+        }
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let path = entry.path();
@@ -171,9 +238,13 @@ impl Server {
                 }
             }
         }
+        let root = self.data.path().join("objects");
         let mut out = Vec::new();
-        walk(&self.data.path().join("objects"), &mut out);
-        out
+        walk(&root, &mut out);
+        out.iter()
+            .filter_map(|p| p.strip_prefix(&root).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
     }
 }
 
@@ -193,9 +264,8 @@ fn small_jpeg() -> Vec<u8> {
     corpus("skimage_rocket.jpg")
 }
 
-#[tokio::test]
-async fn upload_get_patch_delete_round_trip() {
-    let server = Server::start().await;
+async fn upload_get_patch_delete_round_trip(backend: Backend) {
+    let server = Server::start(backend).await;
     let photo = corpus("lomiri16_Picture_1A.jpg"); // ~1.2 MB
     let response = server
         .upload(
@@ -237,20 +307,34 @@ async fn upload_get_patch_delete_round_trip() {
         format!("images/alice/thumbnails/{id}.webp")
     );
 
-    // Both objects are served with their strong ETags and a long immutable cache.
-    for (url, etag) in [("imageUrl", "imageEtag"), ("thumbnailUrl", "thumbnailEtag")] {
-        let file = server
-            .client
-            .get(record[url].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
+    // Both objects are stored as WebP with a long immutable cache, and their ETag is the
+    // record's. Locally they are served by /files; in AWS the bucket sits behind the CDN
+    // (private to anonymous callers), so the test reads them with the SDK.
+    for (url, etag, key) in [
+        ("imageUrl", "imageEtag", "s3Key"),
+        ("thumbnailUrl", "thumbnailEtag", "thumbnailKey"),
+    ] {
+        let url = record[url].as_str().unwrap();
+        let key = record[key].as_str().unwrap();
+        assert!(url.ends_with(&format!("/{key}")), "{url}");
+        let etag = record[etag].as_str().unwrap();
+        if let Some((s3, bucket)) = &server.s3 {
+            let object = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(object.content_type(), Some("image/webp"));
+            assert_eq!(object.e_tag(), Some(etag));
+            assert!(object.cache_control().unwrap().contains("immutable"));
+            continue;
+        }
+        let file = server.client.get(url).send().await.unwrap();
         assert_eq!(file.status(), StatusCode::OK);
         assert_eq!(file.headers()["content-type"], "image/webp");
-        assert_eq!(
-            file.headers()["etag"].to_str().unwrap(),
-            record[etag].as_str().unwrap()
-        );
+        assert_eq!(file.headers()["etag"].to_str().unwrap(), etag);
         assert!(
             file.headers()["cache-control"]
                 .to_str()
@@ -259,8 +343,8 @@ async fn upload_get_patch_delete_round_trip() {
         );
         let again = server
             .client
-            .get(record[url].as_str().unwrap())
-            .header("if-none-match", record[etag].as_str().unwrap())
+            .get(url)
+            .header("if-none-match", etag)
             .send()
             .await
             .unwrap();
@@ -356,7 +440,7 @@ async fn upload_get_patch_delete_round_trip() {
     .await;
 
     // DELETE: 204, then 404, and both objects are gone.
-    assert_eq!(server.objects().len(), 2);
+    assert_eq!(server.objects().await.len(), 2);
     let delete = |user: &str| {
         server
             .client
@@ -380,21 +464,19 @@ async fn upload_get_patch_delete_round_trip() {
         "not_found",
     )
     .await;
-    assert!(server.objects().is_empty());
+    assert!(server.objects().await.is_empty());
 }
 
-#[tokio::test]
-async fn the_seeds_manual_cases_through_multipart() {
-    the_seeds_manual_cases(UploadPath::Multipart).await;
+async fn the_seeds_manual_cases_through_multipart(backend: Backend) {
+    the_seeds_manual_cases(backend, UploadPath::Multipart).await;
 }
 
-#[tokio::test]
-async fn the_seeds_manual_cases_through_the_two_step_upload() {
-    the_seeds_manual_cases(UploadPath::TwoStep).await;
+async fn the_seeds_manual_cases_through_the_two_step_upload(backend: Backend) {
+    the_seeds_manual_cases(backend, UploadPath::TwoStep).await;
 }
 
-async fn the_seeds_manual_cases(path: UploadPath) {
-    let server = Server::start().await;
+async fn the_seeds_manual_cases(backend: Backend, path: UploadPath) {
+    let server = Server::start(backend).await;
     let limit = 10 * 1024 * 1024;
     // Exactly 10 MiB (a real JPEG padded after its end marker) succeeds…
     let mut exact = corpus("mate_Elephants_3840x2160.jpg");
@@ -508,7 +590,7 @@ async fn the_seeds_manual_cases(path: UploadPath) {
     .await;
 
     // Only the one good upload left anything behind.
-    assert_eq!(server.objects().len(), 2);
+    assert_eq!(server.objects().await.len(), 2);
     let health: Value = server
         .client
         .get(format!("{}/health", server.url))
@@ -521,9 +603,8 @@ async fn the_seeds_manual_cases(path: UploadPath) {
     assert_eq!(health["status"], "ok");
 }
 
-#[tokio::test]
-async fn listing_pages_through_45_uploads_newest_first_without_gaps() {
-    let server = Server::start().await;
+async fn listing_pages_through_45_uploads_newest_first_without_gaps(backend: Backend) {
+    let server = Server::start(backend).await;
     let mut uploaded = Vec::new();
     for i in 0..45 {
         let album = if i % 3 == 0 { "threes" } else { "others" };
@@ -643,9 +724,8 @@ impl BlobStore for FailingBlobs {
     }
 }
 
-#[tokio::test]
-async fn a_store_failure_mid_upload_leaves_no_object_and_no_record() {
-    let server = Server::start_with(|mut state| {
+async fn a_store_failure_mid_upload_leaves_no_object_and_no_record(backend: Backend) {
+    let server = Server::start_with(backend, |mut state| {
         state.blobs = Arc::new(FailingBlobs {
             inner: state.blobs.clone(),
             fail_thumbnails: AtomicBool::new(true),
@@ -659,38 +739,39 @@ async fn a_store_failure_mid_upload_leaves_no_object_and_no_record() {
         "store_unavailable",
     )
     .await;
-    assert!(server.objects().is_empty(), "{:?}", server.objects());
+    assert!(
+        server.objects().await.is_empty(),
+        "{:?}",
+        server.objects().await
+    );
     let listing: Value = server.get("erin", "/images").await.json().await.unwrap();
     assert_eq!(listing["items"], json!([]));
 }
 
-#[tokio::test]
-async fn a_record_write_failure_removes_the_objects() {
-    // Make the SQLite database read-only after start: the objects get written, the record
-    // insert fails, and the objects must be removed again.
-    let server = Server::start().await;
-    let database = server.data.path().join("imgsvc.sqlite");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", database.display()))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER refuse BEFORE INSERT ON images BEGIN SELECT RAISE(ABORT, 'injected'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+async fn a_record_write_failure_removes_the_objects(backend: Backend) {
+    // The objects get written, the record write fails: the objects must be removed again.
+    let server = Server::start_with(backend, |mut state| {
+        state.metadata = Arc::new(FailingCreate {
+            inner: state.metadata.clone(),
+        });
+        state
+    })
+    .await;
     problem(
         server.upload("frank", small_jpeg(), &[]).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
     )
     .await;
-    assert!(server.objects().is_empty(), "{:?}", server.objects());
+    assert!(
+        server.objects().await.is_empty(),
+        "{:?}",
+        server.objects().await
+    );
 }
 
-#[tokio::test]
-async fn idempotent_retries_create_one_record() {
-    let server = Server::start().await;
+async fn idempotent_retries_create_one_record(backend: Backend) {
+    let server = Server::start(backend).await;
     let send = |user: &'static str, key: &'static str, bytes: Vec<u8>| {
         let request = server
             .client
@@ -774,10 +855,8 @@ async fn idempotent_retries_create_one_record() {
     .await;
 }
 
-#[tokio::test]
-async fn idempotency_records_expire() {
-    use imgsvc_lambda::store::Reservation;
-    let server = Server::start().await;
+async fn idempotency_records_expire(backend: Backend) {
+    let server = Server::start(backend).await;
     let store = &server.state.metadata;
     assert_eq!(
         store
@@ -818,7 +897,7 @@ async fn idempotency_records_expire() {
 
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
-    let server = Server::start().await;
+    let server = Server::start(Backend::Embedded).await;
     let document: Value = server
         .client
         .get(format!("{}/openapi.json", server.url))
@@ -864,9 +943,8 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(operations, 11);
 }
 
-#[tokio::test]
-async fn two_step_upload_urls_are_signed_bounded_and_single_use() {
-    let server = Server::start().await;
+async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend) {
+    let server = Server::start(backend).await;
     let create = || {
         server
             .client
@@ -955,13 +1033,99 @@ async fn two_step_upload_urls_are_signed_bounded_and_single_use() {
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let objects = server.objects().await;
     assert!(
-        server
-            .objects()
-            .iter()
-            .all(|p| !p.to_string_lossy().contains("/uploads/")),
-        "{:?}",
-        server.objects()
+        objects.iter().all(|key| !key.starts_with("uploads/")),
+        "{objects:?}"
     );
-    assert_eq!(server.objects().len(), 2);
+    assert_eq!(objects.len(), 2);
 }
+
+/// A `MetadataStore` whose record creation always fails.
+struct FailingCreate {
+    inner: Arc<dyn MetadataStore>,
+}
+
+#[async_trait]
+impl MetadataStore for FailingCreate {
+    async fn create(&self, _record: &ImageRecord) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("injected failure".into()))
+    }
+    async fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn update(&self, record: &ImageRecord, expected: u64) -> Result<(), StoreError> {
+        self.inner.update(record, expected).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn reserve_idempotency(
+        &self,
+        user: &str,
+        key: &str,
+        fingerprint: &str,
+        now: i64,
+        expires: i64,
+    ) -> Result<Reservation, StoreError> {
+        self.inner
+            .reserve_idempotency(user, key, fingerprint, now, expires)
+            .await
+    }
+    async fn find_idempotency(
+        &self,
+        user: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        self.inner.find_idempotency(user, key, now).await
+    }
+    async fn complete_idempotency(
+        &self,
+        user: &str,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.complete_idempotency(user, key, response).await
+    }
+    async fn release_idempotency(&self, user: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.release_idempotency(user, key).await
+    }
+}
+
+/// Each contract test, once per adapter pair: filesystem + SQLite, and S3 + DynamoDB
+/// through the real AWS SDK against the emulator `scripts/test` starts.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn embedded() {
+                    super::$name(super::Backend::Embedded).await;
+                }
+                #[tokio::test]
+                async fn aws() {
+                    super::$name(super::Backend::Aws).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    upload_get_patch_delete_round_trip,
+    listing_pages_through_45_uploads_newest_first_without_gaps,
+    a_store_failure_mid_upload_leaves_no_object_and_no_record,
+    a_record_write_failure_removes_the_objects,
+    idempotent_retries_create_one_record,
+    idempotency_records_expire,
+    two_step_upload_urls_are_signed_bounded_and_single_use,
+    the_seeds_manual_cases_through_multipart,
+    the_seeds_manual_cases_through_the_two_step_upload,
+);

@@ -18,6 +18,20 @@ pub struct ServeArgs {
     /// http://{bind}.
     #[arg(long, env = "IMGSVC_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// S3 bucket for the images; with --dynamodb-table, switches from embedded storage to
+    /// AWS (endpoint, region and credentials from the usual AWS_* settings).
+    #[arg(long, env = "IMGSVC_S3_BUCKET", requires = "dynamodb_table")]
+    pub s3_bucket: Option<String>,
+    /// DynamoDB table for the records (needs --s3-bucket).
+    #[arg(long, env = "IMGSVC_DYNAMODB_TABLE", requires = "s3_bucket")]
+    pub dynamodb_table: Option<String>,
+    /// Path-style S3 addressing (needed by local S3 emulators).
+    #[arg(long, env = "IMGSVC_S3_FORCE_PATH_STYLE", default_value_t = false)]
+    pub s3_force_path_style: bool,
+    /// Base URL of the CDN serving the bucket (imageUrl/thumbnailUrl); defaults to the
+    /// path-style S3 URL of the bucket.
+    #[arg(long, env = "IMGSVC_CDN_URL")]
+    pub cdn_url: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -34,7 +48,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args
         .public_url
         .unwrap_or_else(|| format!("http://{address}"));
-    let state = crate::local::state(&args.data_dir, &public_url).await?;
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let storage = match (args.s3_bucket, args.dynamodb_table) {
+        (Some(bucket), Some(table)) => {
+            let cdn_url = match args.cdn_url {
+                Some(url) => url,
+                None => {
+                    let endpoint = aws.endpoint_url().unwrap_or("https://s3.amazonaws.com");
+                    format!("{}/{bucket}", endpoint.trim_end_matches('/'))
+                }
+            };
+            crate::local::Storage::Aws {
+                bucket,
+                table,
+                force_path_style: args.s3_force_path_style,
+                cdn_url,
+            }
+        }
+        _ => crate::local::Storage::Embedded,
+    };
+    let state = crate::local::state_with(&args.data_dir, &public_url, &storage, &aws).await?;
     let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%address, data_dir = %args.data_dir.display(), "imgsvc listening");
     // The line tests and scripts wait for: the actual address (the port may have been 0).

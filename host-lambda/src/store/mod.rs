@@ -1,7 +1,9 @@
 //! Ports: what the API needs from storage, with no vendor in sight. Adapters: `fs` + `sqlite`
 //! (embedded, the default) and, later, S3 + DynamoDB.
 
+pub mod dynamodb;
 pub mod fs;
+pub mod s3;
 pub mod sqlite;
 
 use async_trait::async_trait;
