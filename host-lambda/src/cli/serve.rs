@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// path-style S3 URL of the bucket.
     #[arg(long, env = "IMGSVC_CDN_URL")]
     pub cdn_url: Option<String>,
+    /// Behind API Gateway's JWT authorizer: take the caller from its verified claims.
+    #[arg(long, env = "IMGSVC_TRUST_AUTHORIZER", default_value_t = false)]
+    pub trust_authorizer: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -41,13 +44,49 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if crate::lambda::is_lambda() {
+        return serve_lambda(args).await;
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     let address = listener.local_addr()?;
     let public_url = args
         .public_url
+        .clone()
         .unwrap_or_else(|| format!("http://{address}"));
+    let state = app_state(args, &public_url).await?;
+    let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    tracing::info!(%address, "imgsvc listening");
+    // The line tests and scripts wait for: the actual address (the port may have been 0).
+    println!("listening on http://{address}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")
+}
+
+/// In Lambda: the same router under the Lambda runtime, on S3 + DynamoDB only (a
+/// function's disk is scratch space, so embedded storage would lose data).
+async fn serve_lambda(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.s3_bucket.is_some() && args.dynamodb_table.is_some(),
+        "in Lambda, IMGSVC_S3_BUCKET and IMGSVC_DYNAMODB_TABLE must be set"
+    );
+    // Every instance must sign and check cursors and URLs with the same key.
+    anyhow::ensure!(
+        std::env::var_os("IMGSVC_JWT_SECRET").is_some(),
+        "in Lambda, IMGSVC_JWT_SECRET must be set (instances share no disk)"
+    );
+    let public_url = args.public_url.clone().unwrap_or_default();
+    let state = app_state(args, &public_url).await?;
+    crate::lambda::run(crate::api::router(state))
+        .await
+        .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+}
+
+/// The app state the arguments describe.
+async fn app_state(args: ServeArgs, public_url: &str) -> anyhow::Result<crate::api::AppState> {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -69,15 +108,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => crate::local::Storage::Embedded,
     };
-    let state = crate::local::state_with(&args.data_dir, &public_url, &storage, &aws).await?;
-    let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    tracing::info!(%address, data_dir = %args.data_dir.display(), "imgsvc listening");
-    // The line tests and scripts wait for: the actual address (the port may have been 0).
-    println!("listening on http://{address}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")
+    let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
+    state.trust_authorizer = args.trust_authorizer;
+    Ok(state)
 }
 
 async fn shutdown_signal() {
@@ -107,7 +140,8 @@ fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("IMGSVC_LOG_FORMAT").as_deref() == Ok("json") {
+    // JSON in Lambda (CloudWatch Logs Insights reads the fields) or when asked for.
+    if crate::lambda::is_lambda() || std::env::var("IMGSVC_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
         builder.init();
