@@ -20,6 +20,13 @@ struct Payload {
     a: Option<String>,
 }
 
+/// HMAC-SHA256 keyed with `key`, shared by everything the server signs.
+pub(crate) fn keyed_mac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
 pub struct CursorCodec {
     key: Vec<u8>,
 }
@@ -30,9 +37,7 @@ impl CursorCodec {
     }
 
     fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac = keyed_mac(&self.key);
         mac.update(data);
         mac
     }

@@ -43,8 +43,7 @@ impl UrlSigner {
     }
 
     fn mac(&self, key: &str, expires_at: i64, max_bytes: u64) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac = super::cursor::keyed_mac(&self.key);
         mac.update(format!("PUT\n{key}\n{expires_at}\n{max_bytes}").as_bytes());
         mac
     }

@@ -352,14 +352,10 @@ impl MetadataStore for DynamoMetadataStore {
         if expires_at <= now {
             return Ok(None);
         }
-        let fingerprint = text("fingerprint").unwrap_or_default();
-        Ok(Some(match text("response") {
-            Some(response) => Reservation::Completed {
-                fingerprint,
-                response,
-            },
-            None => Reservation::InProgress { fingerprint },
-        }))
+        Ok(Some(Reservation::existing(
+            text("fingerprint").unwrap_or_default(),
+            text("response"),
+        )))
     }
 
     async fn complete_idempotency(

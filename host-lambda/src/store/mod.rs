@@ -89,6 +89,19 @@ pub enum Reservation {
     },
 }
 
+impl Reservation {
+    /// A live entry as stored: its fingerprint, and its response once the request finished.
+    pub fn existing(fingerprint: String, response: Option<String>) -> Reservation {
+        match response {
+            Some(response) => Reservation::Completed {
+                fingerprint,
+                response,
+            },
+            None => Reservation::InProgress { fingerprint },
+        }
+    }
+}
+
 /// The image records, and the idempotency records that guard their creation.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {

@@ -18,10 +18,6 @@ impl S3BlobStore {
             bucket: bucket.into(),
         }
     }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {

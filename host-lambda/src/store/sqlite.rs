@@ -196,16 +196,7 @@ impl MetadataStore for SqliteMetadataStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(row.map(|row| {
-            let fingerprint: String = row.get(0);
-            match row.get::<Option<String>, _>(1) {
-                Some(response) => Reservation::Completed {
-                    fingerprint,
-                    response,
-                },
-                None => Reservation::InProgress { fingerprint },
-            }
-        }))
+        Ok(row.map(|row| Reservation::existing(row.get(0), row.get(1))))
     }
 
     async fn complete_idempotency(
