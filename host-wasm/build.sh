@@ -14,10 +14,24 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$here/dist"
 
 cargo build --locked --release -p imgsvc-wasm --target wasm32-unknown-unknown
+module="$target_dir/wasm32-unknown-unknown/release/imgsvc_wasm.wasm"
+
+# wasm-opt runs on rustc's module, before wasm-bindgen: Debian's binaryen (108) mistypes the
+# externref table that wasm-bindgen adds, so after it the module fails to instantiate.
+# Measured: 7 % smaller raw (names dropped, -3 % code), no speed change (README).
 rm -rf "$out"
 mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --out-dir "$out" \
-  "$target_dir/wasm32-unknown-unknown/release/imgsvc_wasm.wasm"
+if [ "${IMGSVC_WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
+  mkdir -p "$target_dir/wasm-opt"
+  # The features rustc enables for wasm32, plus simd128 from .cargo/config.toml.
+  wasm-opt -O3 --strip-debug --strip-producers \
+    --enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+    "$module" -o "$target_dir/wasm-opt/imgsvc_wasm.wasm"
+  module="$target_dir/wasm-opt/imgsvc_wasm.wasm"
+fi
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+  --out-dir "$out" "$module"
 
 # libwebp's C links wasi-libc, whose stdio imports three WASI calls that never run; the glue
 # would import them from a bare "wasi_snapshot_preview1", so point it at a stub beside it.
@@ -27,16 +41,7 @@ if grep -q '^import .* from "[^.]' "$out/imgsvc_wasm.js"; then
   grep '^import ' "$out/imgsvc_wasm.js" >&2
   exit 1
 fi
-
 wasm="$out/imgsvc_wasm_bg.wasm"
-if [ "${IMGSVC_WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
-  # The features rustc enables for wasm32 (+simd128 from .cargo/config.toml).
-  wasm-opt -O3 --strip-debug --strip-producers \
-    --enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
-    "$wasm" -o "$wasm.opt"
-  mv "$wasm.opt" "$wasm"
-fi
 
 cp "$here"/js/*.js "$here"/js/index.d.ts "$here"/js/package.json "$out/"
 cp "$here"/page/index.html "$here"/page/preview.js "$here"/page/preview.css "$out/"

@@ -60,15 +60,14 @@ test('the preview page shows the native outputs and uploads the photo', async ()
   }
   assert.match(await page.textContent('#facts'), /EXIF orientation 6/);
 
-  mkdirSync(artifactsDir, { recursive: true });
-  await page.screenshot({ path: join(artifactsDir, 'preview.png'), fullPage: true });
-
   await page.fill('#service', server.origin);
   await page.fill('#token', TEST_TOKEN);
   await page.click('#upload-button');
   await page.waitForSelector('#upload-status[data-state="done"], #upload-status[data-state="error"]');
   assert.equal(await page.getAttribute('#upload-status', 'data-state'), 'done', await page.textContent('#upload-status'));
   assert.deepEqual(server.uploads.at(-1), { sha256: sha256File(join(corpusDir, name)), bytes: native.source.bytes });
+  mkdirSync(artifactsDir, { recursive: true });
+  await page.screenshot({ path: join(artifactsDir, 'preview.png'), fullPage: true });
 
   // A refusal is shown with its code.
   await page.setInputFiles('#file', { name: 'page.html', mimeType: 'text/html', buffer: Buffer.from('<html></html>') });

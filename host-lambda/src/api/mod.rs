@@ -4,6 +4,7 @@ pub mod cursor;
 pub mod error;
 mod files;
 mod images;
+mod preview;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{*key}", get(files::get_file))
         .route("/health", get(images::health))
         .route("/openapi.json", get(openapi))
+        .route("/", get(preview::index))
+        .route("/{file}", get(preview::asset))
         .with_state(state)
 }
 

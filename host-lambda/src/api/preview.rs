@@ -1,0 +1,135 @@
+//! The browser preview page at `/`: the built `imgsvc-wasm` npm package (host-wasm/dist,
+//! made by `host-wasm/build.sh`), served as static files. It previews an upload with the
+//! core in WebAssembly, byte-identical to what this server will store, then uploads it.
+//!
+//! The directory is `IMGSVC_PREVIEW_DIR`, else `host-wasm/dist` in the source tree this
+//! binary was built from. When the package isn't built, `/` says how to build it.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::error::ApiError;
+
+fn preview_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var_os("IMGSVC_PREVIEW_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-wasm/dist")
+            })
+    })
+}
+
+/// `GET /`: the page, or how to build it.
+pub async fn index() -> Response {
+    match tokio::fs::read(preview_dir().join("index.html")).await {
+        Ok(page) => file_response("index.html", page),
+        Err(_) => (
+            StatusCode::NOT_FOUND,
+            Html(format!(
+                "<!doctype html><meta charset=\"utf-8\"><title>imgsvc preview not built</title>\
+                 <h1>The preview page is not built</h1>\
+                 <p>This server serves the <code>imgsvc-wasm</code> package's preview page from \
+                 <code>{}</code>, which has no <code>index.html</code>.</p>\
+                 <p>Build it with <code>host-wasm/build.sh</code> (see README, \"Browser \
+                 package\"), or point <code>IMGSVC_PREVIEW_DIR</code> at a built package, then \
+                 reload. The API itself works without it.</p>",
+                html_escape(&preview_dir().display().to_string())
+            )),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /{file}`: one file of the package (plain names only: no directories, no dotfiles).
+pub async fn asset(Path(file): Path<String>) -> Response {
+    let plain = !file.starts_with('.')
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such file: /{file}"),
+        )
+        .into_response()
+    };
+    if !plain || content_type(&file).is_none() {
+        return not_found();
+    }
+    match tokio::fs::read(preview_dir().join(&file)).await {
+        Ok(bytes) => file_response(&file, bytes),
+        Err(_) => not_found(),
+    }
+}
+
+fn file_response(name: &str, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                content_type(name).unwrap_or("application/octet-stream"),
+            ),
+            // Not content-hashed names: always revalidate.
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The package's file types; anything else is not served.
+fn content_type(name: &str) -> Option<&'static str> {
+    let extension = name.rsplit_once('.').map(|(_, e)| e)?;
+    Some(match extension {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "ts" => "text/plain; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        _ => return None,
+    })
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_plain_package_files_are_served() {
+        for bad in [
+            "..",
+            ".env",
+            "a/b.js",
+            "..%2Fsecret.js",
+            "secret",
+            "x.sqlite",
+        ] {
+            let response = asset(Path(bad.to_owned())).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{bad}");
+        }
+        assert_eq!(
+            content_type("imgsvc_wasm_bg.wasm"),
+            Some("application/wasm")
+        );
+        assert_eq!(
+            content_type("index.d.ts"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(html_escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
+}
