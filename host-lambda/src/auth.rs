@@ -1,5 +1,8 @@
-//! Bearer JWTs: HS256, verified here. The user is the `sub` claim.
+//! Bearer JWTs, verified here. The user is the `sub` claim. HS256 with the service's own
+//! secret (local tokens, service tokens) and, when configured, the public keys of an
+//! identity provider's JWKS (RS256/PS256/ES256/EdDSA…), chosen by the token's `kid`.
 
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -8,10 +11,14 @@ use crate::record::validate_id;
 /// Scope that lets a token act for any user (the migration tooling needs it).
 pub const SERVICE_SCOPE: &str = "images:service";
 
+/// The header a service token names the user it acts for with.
+pub const ON_BEHALF_OF: &str = "x-on-behalf-of";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     exp: u64,
+    #[serde(default)]
     iat: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
@@ -24,31 +31,117 @@ pub struct Caller {
     pub is_service: bool,
 }
 
+impl Caller {
+    /// The same caller acting for `user_id` (`X-On-Behalf-Of`): only service callers may.
+    pub fn on_behalf_of(&self, user_id: &str) -> Result<Caller, AuthError> {
+        if !self.is_service {
+            return Err(AuthError::NotDelegable);
+        }
+        let user_id = validate_id(ON_BEHALF_OF, user_id)
+            .map_err(|e| AuthError::BadDelegate(e.to_string()))?;
+        Ok(Caller {
+            user_id,
+            is_service: true,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("missing Authorization: Bearer token")]
     Missing,
     #[error("invalid token: {0}")]
     Invalid(String),
+    #[error("only service tokens (scope {SERVICE_SCOPE}) may act on behalf of another user")]
+    NotDelegable,
+    #[error("{0}")]
+    BadDelegate(String),
+    #[error("unusable key set: {0}")]
+    KeySet(String),
 }
 
+/// One public key from a JWKS.
+#[derive(Clone)]
+struct PublicKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+#[derive(Clone)]
 pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: Validation,
+    public_keys: Vec<PublicKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl Authenticator {
     /// HS256 with a shared secret.
     pub fn hs256(secret: &[u8]) -> Authenticator {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
         Authenticator {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
+            public_keys: Vec::new(),
+            issuer: None,
+            audience: None,
         }
+    }
+
+    /// Also accept tokens signed by the keys of `jwks` (an identity provider's key set),
+    /// whose `iss`/`aud` must match `issuer`/`audience` when given. Keys are matched by
+    /// `kid` and by algorithm: an RSA key never verifies an HMAC token (no algorithm
+    /// confusion). Symmetric (`oct`) keys are refused: a JWKS is for public keys.
+    pub fn with_jwks(
+        mut self,
+        jwks: &JwkSet,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Authenticator, AuthError> {
+        for jwk in &jwks.keys {
+            let algorithm = match (jwk.common.key_algorithm, &jwk.algorithm) {
+                (_, AlgorithmParameters::OctetKey(_)) => {
+                    return Err(AuthError::KeySet("symmetric keys are not allowed".into()));
+                }
+                (Some(declared), _) => declared
+                    .to_string()
+                    .parse::<Algorithm>()
+                    .map_err(|e| AuthError::KeySet(format!("{declared}: {e}")))?,
+                (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+                (None, AlgorithmParameters::EllipticCurve(ec)) => match ec.curve {
+                    EllipticCurve::P256 => Algorithm::ES256,
+                    EllipticCurve::P384 => Algorithm::ES384,
+                    ref other => {
+                        return Err(AuthError::KeySet(format!("curve {other:?}")));
+                    }
+                },
+                (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+            };
+            if matches!(
+                algorithm,
+                Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+            ) {
+                return Err(AuthError::KeySet("symmetric keys are not allowed".into()));
+            }
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::KeySet(e.to_string()))?;
+            self.public_keys.push(PublicKey {
+                kid: jwk.common.key_id.clone(),
+                algorithm,
+                key,
+            });
+        }
+        self.issuer = issuer;
+        self.audience = audience;
+        Ok(self)
+    }
+
+    fn validation(algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        validation.validate_aud = false;
+        validation
     }
 
     /// Verify an `Authorization` header value.
@@ -59,12 +152,22 @@ impl Authenticator {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(AuthError::Missing)?
             .trim();
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let user_id = validate_id("sub", &data.claims.sub)
-            .map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
-        let is_service = data
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let claims = if header.alg == Algorithm::HS256 {
+            jsonwebtoken::decode::<Claims>(
+                token,
+                &self.decoding,
+                &Self::validation(Algorithm::HS256),
+            )
+            .map_err(invalid)?
             .claims
+        } else {
+            self.verify_public(token, &header)?
+        };
+        let user_id =
+            validate_id("sub", &claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
+        let is_service = claims
             .scope
             .as_deref()
             .is_some_and(|s| s.split(' ').any(|scope| scope == SERVICE_SCOPE));
@@ -74,7 +177,33 @@ impl Authenticator {
         })
     }
 
-    /// Issue a token for `user_id`, valid for `ttl_seconds` from `now` (Unix seconds).
+    /// A token signed by one of the JWKS keys: the key with its `kid` (or, without a
+    /// `kid`, any key of its algorithm).
+    fn verify_public(&self, token: &str, header: &Header) -> Result<Claims, AuthError> {
+        let mut validation = Self::validation(header.alg);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        if let Some(audience) = &self.audience {
+            validation.set_audience(&[audience]);
+            validation.validate_aud = true;
+        }
+        let mut last = AuthError::Invalid(format!("no configured key for {:?}", header.alg));
+        let candidates = self.public_keys.iter().filter(|key| {
+            key.algorithm == header.alg
+                && (header.kid.is_none() || key.kid.as_deref() == header.kid.as_deref())
+        });
+        for candidate in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = AuthError::Invalid(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+
+    /// Issue an HS256 token for `user_id`, valid for `ttl_seconds` from `now` (Unix
+    /// seconds).
     pub fn issue(
         &self,
         user_id: &str,
@@ -129,5 +258,105 @@ mod tests {
                 .unwrap()
                 .is_service
         );
+    }
+
+    const JWKS: &str = include_str!("../tests/fixtures/test-jwks.json");
+    const PRIVATE_PEM: &[u8] = include_bytes!("../tests/fixtures/test-rsa-private.pem");
+
+    fn rs256(kid: Option<&str>, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = kid.map(str::to_owned);
+        let key = EncodingKey::from_rsa_pem(PRIVATE_PEM).unwrap();
+        format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, claims, &key).unwrap()
+        )
+    }
+
+    #[test]
+    fn jwks_keys_verify_rs256_tokens_with_issuer_and_audience() {
+        let jwks: JwkSet = serde_json::from_str(JWKS).unwrap();
+        let auth = Authenticator::hs256(b"secret-one")
+            .with_jwks(
+                &jwks,
+                Some("https://idp.example".into()),
+                Some("imgsvc".into()),
+            )
+            .unwrap();
+        let exp = now() + 600;
+        let good = serde_json::json!({"sub": "carol", "exp": exp, "iss": "https://idp.example", "aud": "imgsvc"});
+        let caller = auth
+            .verify(Some(&rs256(Some("test-key-1"), &good)))
+            .unwrap();
+        assert_eq!(caller.user_id, "carol");
+        assert!(!caller.is_service);
+        // Without a kid, any key of the algorithm is tried.
+        assert!(auth.verify(Some(&rs256(None, &good))).is_ok());
+        // An unknown kid, another issuer or audience, an expired token: refused.
+        assert!(auth.verify(Some(&rs256(Some("other"), &good))).is_err());
+        for (field, value) in [
+            ("iss", serde_json::json!("https://evil.example")),
+            ("aud", serde_json::json!("someone-else")),
+            ("exp", serde_json::json!(now() - 3600)),
+        ] {
+            let mut claims = good.clone();
+            claims[field] = value;
+            assert!(
+                auth.verify(Some(&rs256(Some("test-key-1"), &claims)))
+                    .is_err(),
+                "{field}"
+            );
+        }
+        // The service's own HS256 tokens still verify beside the JWKS.
+        let local = auth.issue("alice", false, now(), 60).unwrap();
+        assert!(auth.verify(Some(&format!("Bearer {local}"))).is_ok());
+        // Algorithm confusion: an HS256 token keyed with the RSA public key's bytes is not
+        // verified against that key.
+        let public_n = jwks.keys[0].clone();
+        let AlgorithmParameters::RSA(rsa) = &public_n.algorithm else {
+            panic!("fixture is RSA")
+        };
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &good,
+            &EncodingKey::from_secret(rsa.n.as_bytes()),
+        )
+        .unwrap();
+        assert!(auth.verify(Some(&format!("Bearer {forged}"))).is_err());
+        // Without a JWKS, RS256 tokens are refused.
+        let plain = Authenticator::hs256(b"secret-one");
+        assert!(
+            plain
+                .verify(Some(&rs256(Some("test-key-1"), &good)))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn jwks_with_symmetric_keys_is_refused() {
+        let jwks: JwkSet = serde_json::from_str(
+            r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256","kid":"k"}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            Authenticator::hs256(b"x").with_jwks(&jwks, None, None),
+            Err(AuthError::KeySet(_))
+        ));
+    }
+
+    #[test]
+    fn only_services_act_on_behalf_of_others() {
+        let service = Caller {
+            user_id: "migrator".into(),
+            is_service: true,
+        };
+        let acting = service.on_behalf_of("alice").unwrap();
+        assert_eq!(acting.user_id, "alice");
+        assert!(service.on_behalf_of("../alice").is_err());
+        let user = Caller {
+            user_id: "bob".into(),
+            is_service: false,
+        };
+        assert_eq!(user.on_behalf_of("alice"), Err(AuthError::NotDelegable));
     }
 }

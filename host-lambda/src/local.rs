@@ -13,9 +13,9 @@ use crate::api::uploads::{LocalStaging, UrlSigner};
 use crate::auth::Authenticator;
 use crate::store::dynamodb::DynamoMetadataStore;
 use crate::store::fs::FsBlobStore;
-use crate::store::s3::S3BlobStore;
+use crate::store::s3::{S3BlobStore, S3Staging};
 use crate::store::sqlite::SqliteMetadataStore;
-use crate::store::{BlobStore, MetadataStore};
+use crate::store::{BlobStore, MetadataStore, UploadStaging};
 
 /// The local server's secret: `IMGSVC_JWT_SECRET` if set, else `{data_dir}/secret`,
 /// generated (32 random bytes, hex, mode 0600) the first time.
@@ -96,6 +96,15 @@ pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState
     state_with(data_dir, public_url, &Storage::Embedded, &aws).await
 }
 
+/// The storage-dependent parts of the state.
+struct Adapters {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    staging: Arc<dyn UploadStaging>,
+    public_base_url: String,
+    bucket_label: String,
+}
+
 /// The app on the chosen storage. `aws` configures the SDK clients when AWS is chosen
 /// (region, credentials, endpoint).
 pub async fn state_with(
@@ -105,12 +114,8 @@ pub async fn state_with(
     aws: &aws_config::SdkConfig,
 ) -> anyhow::Result<AppState> {
     let secret = secret(data_dir)?;
-    let (blobs, metadata, public_base_url, bucket_label): (
-        Arc<dyn BlobStore>,
-        Arc<dyn MetadataStore>,
-        String,
-        String,
-    ) = match storage {
+    let url_signer = Arc::new(UrlSigner::new(&derive_key(&secret, "upload-url")));
+    let adapters = match storage {
         Storage::Embedded => {
             let objects: PathBuf = data_dir.join("objects");
             let blobs = FsBlobStore::open(&objects)
@@ -120,12 +125,17 @@ pub async fn state_with(
             let metadata = SqliteMetadataStore::open(&database)
                 .await
                 .with_context(|| format!("opening {}", database.display()))?;
-            (
-                Arc::new(blobs),
-                Arc::new(metadata),
-                format!("{}/files", public_url.trim_end_matches('/')),
-                "local".to_owned(),
-            )
+            let staging = LocalStaging {
+                base_url: public_url.trim_end_matches('/').to_owned(),
+                signer: url_signer.clone(),
+            };
+            Adapters {
+                blobs: Arc::new(blobs),
+                metadata: Arc::new(metadata),
+                staging: Arc::new(staging),
+                public_base_url: format!("{}/files", public_url.trim_end_matches('/')),
+                bucket_label: "local".to_owned(),
+            }
         }
         Storage::Aws {
             bucket,
@@ -138,29 +148,25 @@ pub async fn state_with(
                 .build();
             let s3 = aws_sdk_s3::Client::from_conf(s3_config);
             let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-            (
-                Arc::new(S3BlobStore::new(s3, bucket.clone())),
-                Arc::new(DynamoMetadataStore::new(dynamodb, table.clone())),
-                cdn_url.trim_end_matches('/').to_owned(),
-                bucket.clone(),
-            )
+            Adapters {
+                blobs: Arc::new(S3BlobStore::new(s3.clone(), bucket.clone())),
+                metadata: Arc::new(DynamoMetadataStore::new(dynamodb, table.clone())),
+                staging: Arc::new(S3Staging::new(s3, bucket.clone())),
+                public_base_url: cdn_url.trim_end_matches('/').to_owned(),
+                bucket_label: bucket.clone(),
+            }
         }
     };
-    let url_signer = Arc::new(UrlSigner::new(&derive_key(&secret, "upload-url")));
-    let staging = LocalStaging {
-        base_url: public_url.trim_end_matches('/').to_owned(),
-        signer: url_signer.clone(),
-    };
     Ok(AppState {
-        blobs,
-        metadata,
+        blobs: adapters.blobs,
+        metadata: adapters.metadata,
         auth: Arc::new(authenticator(&secret)),
         cursors: Arc::new(CursorCodec::new(&derive_key(&secret, "cursor"))),
         policy: imgsvc_core::Policy::default(),
-        public_base_url,
-        bucket_label,
+        public_base_url: adapters.public_base_url,
+        bucket_label: adapters.bucket_label,
         trust_authorizer: false,
-        staging: Arc::new(staging),
+        staging: adapters.staging,
         url_signer,
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),

@@ -152,10 +152,13 @@ impl Server {
         bytes: Vec<u8>,
         extra: &[(&str, &str)],
     ) -> reqwest::Response {
+        // The client declares what it will send; this one always claims a JPEG, as a lying
+        // client might: the bytes decide on completion.
         let created = self
             .client
             .post(format!("{}/uploads", self.url))
             .bearer_auth(self.token(user))
+            .json(&json!({"sizeBytes": bytes.len(), "contentType": "image/jpeg"}))
             .send()
             .await
             .unwrap();
@@ -164,9 +167,11 @@ impl Server {
         }
         let upload: Value = created.json().await.unwrap();
         assert_eq!(upload["method"], "PUT");
+        assert_eq!(upload["headers"]["Content-Type"], "image/jpeg");
         let put = self
             .client
             .put(upload["uploadUrl"].as_str().unwrap())
+            .header("content-type", "image/jpeg")
             .body(bytes)
             .send()
             .await
@@ -713,8 +718,8 @@ impl BlobStore for FailingBlobs {
             .put(key, bytes, content_type, cache_control)
             .await
     }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get(key).await
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(key, max_bytes).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
@@ -945,53 +950,136 @@ async fn every_documented_operation_is_routed() {
 
 async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend) {
     let server = Server::start(backend).await;
-    let create = || {
+    let jpeg = small_jpeg();
+    let create = |size: usize, content_type: &str| {
         server
             .client
             .post(format!("{}/uploads", server.url))
             .bearer_auth(server.token("judy"))
+            .json(&json!({"sizeBytes": size, "contentType": content_type}))
             .send()
     };
-    let upload: Value = create().await.unwrap().json().await.unwrap();
+    // Declarations are checked up front: too large, not an image type, malformed.
+    problem(
+        create(10 * 1024 * 1024 + 1, "image/jpeg").await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    problem(
+        create(100, "text/html").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "not_an_image",
+    )
+    .await;
+    problem(
+        create(0, "image/png").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "empty_input",
+    )
+    .await;
+    let malformed = server
+        .client
+        .post(format!("{}/uploads", server.url))
+        .bearer_auth(server.token("judy"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(malformed, StatusCode::BAD_REQUEST, "invalid_body").await;
+
+    let upload: Value = create(jpeg.len(), "Image/JPEG")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let url = upload["uploadUrl"].as_str().unwrap().to_owned();
     let id = upload["uploadId"].as_str().unwrap().to_owned();
     assert_eq!(upload["maxBytes"], 10 * 1024 * 1024);
-
-    // A tampered URL (another key, a larger size, a bad signature) is refused.
-    for tampered in [
-        url.replace("uploads/judy/", "uploads/mallory/"),
-        url.replace("max=10485760", "max=104857600"),
-        format!("{}x", &url[..url.len() - 1]),
-    ] {
-        let response = server
-            .client
-            .put(&tampered)
-            .body(small_jpeg())
-            .send()
-            .await
-            .unwrap();
-        problem(response, StatusCode::FORBIDDEN, "invalid_signature").await;
-    }
-    // An expired one too, even correctly signed.
-    let past = time::OffsetDateTime::now_utc().unix_timestamp() - 1;
-    let key = format!("uploads/judy/{id}");
-    let signature = server.state.url_signer.sign(&key, past, 100);
-    let expired = format!(
-        "{}/staging/{key}?expires={past}&max=100&sig={signature}",
-        server.url
-    );
-    problem(
+    assert_eq!(upload["headers"]["Content-Type"], "image/jpeg");
+    assert_eq!(upload["headers"]["Content-Length"], jpeg.len().to_string());
+    let put = |url: String, content_type: &'static str, body: Vec<u8>| {
         server
             .client
-            .put(&expired)
-            .body(vec![1u8; 10])
+            .put(url)
+            .header("content-type", content_type)
+            .body(body)
             .send()
-            .await
-            .unwrap(),
-        StatusCode::FORBIDDEN,
-        "invalid_signature",
-    )
-    .await;
+    };
+
+    match backend {
+        Backend::Embedded => {
+            // This server's own URL: a tampered one (another key, another size, a bad
+            // signature), another Content-Type or a body of another size is refused.
+            let size = format!("size={}", jpeg.len());
+            for tampered in [
+                url.replace("uploads/judy/", "uploads/mallory/"),
+                url.replace(&size, "size=10485760"),
+                format!("{}x", &url[..url.len() - 1]),
+            ] {
+                let response = put(tampered, "image/jpeg", jpeg.clone()).await.unwrap();
+                problem(response, StatusCode::FORBIDDEN, "invalid_signature").await;
+            }
+            problem(
+                put(url.clone(), "text/html", jpeg.clone()).await.unwrap(),
+                StatusCode::FORBIDDEN,
+                "invalid_signature",
+            )
+            .await;
+            let mut longer = jpeg.clone();
+            longer.push(0);
+            problem(
+                put(url.clone(), "image/jpeg", longer).await.unwrap(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+            )
+            .await;
+            problem(
+                put(url.clone(), "image/jpeg", jpeg[..100].to_vec())
+                    .await
+                    .unwrap(),
+                StatusCode::BAD_REQUEST,
+                "size_mismatch",
+            )
+            .await;
+            // An expired one too, even correctly signed.
+            let expired = imgsvc_lambda::store::StagedPut {
+                key: format!("uploads/judy/{id}"),
+                size_bytes: 10,
+                content_type: "image/jpeg".into(),
+                expires_at: time::OffsetDateTime::now_utc().unix_timestamp() - 1,
+            };
+            let signature = server.state.url_signer.sign(&expired);
+            let expired = format!(
+                "{}/staging/{}?expires={}&size=10&sig={signature}",
+                server.url, expired.key, expired.expires_at
+            );
+            problem(
+                put(expired, "image/jpeg", vec![1u8; 10]).await.unwrap(),
+                StatusCode::FORBIDDEN,
+                "invalid_signature",
+            )
+            .await;
+        }
+        Backend::Aws => {
+            // A presigned S3 PUT, straight to the bucket, whose signature covers the
+            // declared length and type (S3 refuses any other; the emulator doesn't check
+            // signatures, so that part is S3's to enforce) and expires in 15 minutes.
+            let (_, bucket) = server.s3.as_ref().unwrap();
+            assert!(
+                url.starts_with(&format!("{}/{bucket}/uploads/judy/{id}?", aws_endpoint())),
+                "{url}"
+            );
+            assert!(url.contains("X-Amz-Signature="), "{url}");
+            assert!(url.contains("X-Amz-Expires=900"), "{url}");
+            let signed = url
+                .split(['?', '&'])
+                .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+                .unwrap();
+            assert_eq!(signed, "content-length%3Bcontent-type%3Bhost");
+        }
+    }
 
     // Completing before the PUT, or someone else's upload, finds nothing.
     let complete = |user: &str, id: &str| {
@@ -1007,16 +1095,12 @@ async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend
         "upload_not_found",
     )
     .await;
-    assert_eq!(
-        server
-            .client
-            .put(&url)
-            .body(small_jpeg())
-            .send()
+    assert!(
+        put(url.clone(), "image/jpeg", jpeg.clone())
             .await
             .unwrap()
-            .status(),
-        StatusCode::NO_CONTENT
+            .status()
+            .is_success()
     );
     problem(
         complete("mallory", &id).await.unwrap(),
@@ -1039,6 +1123,69 @@ async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend
         "{objects:?}"
     );
     assert_eq!(objects.len(), 2);
+}
+
+#[tokio::test]
+async fn service_tokens_act_on_behalf_of_a_user_and_nobody_else_can() {
+    let server = Server::start(Backend::Embedded).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let service = server.state.auth.issue("migrator", true, now, 600).unwrap();
+    let form = Form::new().part("file", Part::bytes(small_jpeg()).file_name("a.jpg"));
+    let created = server
+        .client
+        .post(format!("{}/images", server.url))
+        .bearer_auth(&service)
+        .header("x-on-behalf-of", "alice")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let record: Value = created.json().await.unwrap();
+    assert_eq!(record["userId"], "alice");
+    assert!(
+        record["s3Key"]
+            .as_str()
+            .unwrap()
+            .starts_with("images/alice/")
+    );
+    // It is alice's: she lists it; the service sees her listing when acting for her.
+    let listed: Value = server.get("alice", "/images").await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["id"], record["id"]);
+    let as_alice: Value = server
+        .client
+        .get(format!("{}/images", server.url))
+        .bearer_auth(&service)
+        .header("x-on-behalf-of", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(as_alice["items"][0]["id"], record["id"]);
+    // A user token may not act for anyone else, and the header must name a valid user.
+    let forbidden = server
+        .client
+        .get(format!("{}/images", server.url))
+        .bearer_auth(server.token("bob"))
+        .header("x-on-behalf-of", "alice")
+        .send()
+        .await
+        .unwrap();
+    problem(forbidden, StatusCode::FORBIDDEN, "forbidden").await;
+    let invalid = server
+        .client
+        .get(format!("{}/images", server.url))
+        .bearer_auth(&service)
+        .header("x-on-behalf-of", "../alice")
+        .send()
+        .await
+        .unwrap();
+    problem(invalid, StatusCode::BAD_REQUEST, "invalid_field").await;
 }
 
 /// A `MetadataStore` whose record creation always fails.

@@ -125,6 +125,11 @@ impl From<StoreError> for ApiError {
                 "already_exists",
                 "an image with this id already exists",
             ),
+            StoreError::TooLarge { limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the upload is larger than the {limit}-byte limit"),
+            ),
             StoreError::InvalidKey(_) | StoreError::Unavailable(_) => {
                 tracing::error!(error = %error, "store failure");
                 ApiError::new(
@@ -139,7 +144,15 @@ impl From<StoreError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+        match error {
+            AuthError::NotDelegable => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
+            }
+            AuthError::BadDelegate(detail) => ApiError::bad_request("invalid_field", detail),
+            AuthError::Missing | AuthError::Invalid(_) | AuthError::KeySet(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub async fn get_file(
     }
     let bytes = state
         .blobs
-        .get(&key)
+        .get(&key, u64::MAX)
         .await?
         .ok_or_else(ApiError::not_found)?;
     let etag = etag_of(&bytes);

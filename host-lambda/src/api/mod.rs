@@ -85,20 +85,35 @@ async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
-/// The authenticated caller, from `Authorization: Bearer …`.
+/// The authenticated caller, from `Authorization: Bearer …` (or the trusted authorizer's
+/// claims), acting for the user in `X-On-Behalf-Of` when it is a service.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.trust_authorizer
-            && let Some(caller) = crate::lambda::authorizer_caller(&parts.extensions)
-        {
-            return Ok(caller);
+        let authorized = if state.trust_authorizer {
+            crate::lambda::authorizer_caller(&parts.extensions)
+        } else {
+            None
+        };
+        let caller = match authorized {
+            Some(caller) => caller,
+            None => {
+                let header = parts
+                    .headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                state.auth.verify(header)?
+            }
+        };
+        match parts.headers.get(crate::auth::ON_BEHALF_OF) {
+            None => Ok(caller),
+            Some(value) => {
+                let user_id = value.to_str().map_err(|_| {
+                    ApiError::bad_request("invalid_field", "X-On-Behalf-Of must be a user id")
+                })?;
+                Ok(caller.on_behalf_of(user_id)?)
+            }
         }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        Ok(state.auth.verify(header)?)
     }
 }

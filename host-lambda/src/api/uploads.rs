@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::images::{create_with_idempotency, too_large_body};
 use crate::auth::Caller;
 use crate::record;
-use crate::store::{Reservation, StoreError, UploadStaging};
+use crate::store::{Reservation, StagedPut, StoreError, UploadStaging};
 use crate::upload::UploadFields;
 
 /// How long an upload URL stays valid.
@@ -32,7 +32,8 @@ fn staged_key(user_id: &str, upload_id: &str) -> String {
     format!("uploads/{user_id}/{upload_id}")
 }
 
-/// Signs and checks the local server's upload URLs (HMAC-SHA256 over key, expiry, size).
+/// Signs and checks the local server's upload URLs: HMAC-SHA256 over everything a
+/// `StagedPut` binds (key, expiry, exact size, content type).
 pub struct UrlSigner {
     key: Vec<u8>,
 }
@@ -42,22 +43,26 @@ impl UrlSigner {
         UrlSigner { key: key.to_vec() }
     }
 
-    fn mac(&self, key: &str, expires_at: i64, max_bytes: u64) -> Hmac<Sha256> {
+    fn mac(&self, put: &StagedPut) -> Hmac<Sha256> {
         let mut mac = super::cursor::keyed_mac(&self.key);
-        mac.update(format!("PUT\n{key}\n{expires_at}\n{max_bytes}").as_bytes());
+        mac.update(
+            format!(
+                "PUT\n{}\n{}\n{}\n{}",
+                put.key, put.expires_at, put.size_bytes, put.content_type
+            )
+            .as_bytes(),
+        );
         mac
     }
 
-    pub fn sign(&self, key: &str, expires_at: i64, max_bytes: u64) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac(key, expires_at, max_bytes).finalize().into_bytes())
+    pub fn sign(&self, put: &StagedPut) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(put).finalize().into_bytes())
     }
 
-    pub fn verify(&self, key: &str, expires_at: i64, max_bytes: u64, signature: &str) -> bool {
-        URL_SAFE_NO_PAD.decode(signature).is_ok_and(|tag| {
-            self.mac(key, expires_at, max_bytes)
-                .verify_slice(&tag)
-                .is_ok()
-        })
+    pub fn verify(&self, put: &StagedPut, signature: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(signature)
+            .is_ok_and(|tag| self.mac(put).verify_slice(&tag).is_ok())
     }
 }
 
@@ -69,37 +74,66 @@ pub struct LocalStaging {
 
 #[async_trait]
 impl UploadStaging for LocalStaging {
-    async fn presign_put(
-        &self,
-        key: &str,
-        max_bytes: u64,
-        expires_at: i64,
-    ) -> Result<String, StoreError> {
-        let signature = self.signer.sign(key, expires_at, max_bytes);
+    async fn presign_put(&self, put: &StagedPut) -> Result<String, StoreError> {
+        let signature = self.signer.sign(put);
         Ok(format!(
-            "{}/staging/{key}?expires={expires_at}&max={max_bytes}&sig={signature}",
-            self.base_url.trim_end_matches('/')
+            "{}/staging/{}?expires={}&size={}&sig={signature}",
+            self.base_url.trim_end_matches('/'),
+            put.key,
+            put.expires_at,
+            put.size_bytes,
         ))
     }
 }
 
-/// `POST /uploads`: a new upload id and the URL to PUT the original to.
+/// The body of `POST /uploads`: what the client will PUT, so the URL can be bound to it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UploadRequest {
+    size_bytes: u64,
+    content_type: String,
+}
+
+/// `POST /uploads` with `{sizeBytes, contentType}`: a new upload id and a URL that accepts
+/// exactly that body. Oversized declarations are refused here (413), non-image types too
+/// (400); what the bytes really are is decided on completion, as for `POST /images`.
 pub async fn create_upload(
     State(state): State<AppState>,
     caller: Caller,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let upload_id = ulid::Ulid::new().to_string();
-    let expires_at = time::OffsetDateTime::now_utc().unix_timestamp() + UPLOAD_URL_SECONDS;
-    let max_bytes = state.policy.max_input_bytes;
-    let url = state
-        .staging
-        .presign_put(
-            &staged_key(&caller.user_id, &upload_id),
-            max_bytes,
-            expires_at,
+    let request: UploadRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("expected {{\"sizeBytes\": n, \"contentType\": \"image/…\"}}: {e}"),
         )
-        .await?;
-    let expires = time::OffsetDateTime::from_unix_timestamp(expires_at)
+    })?;
+    let max_bytes = state.policy.max_input_bytes;
+    if request.size_bytes > max_bytes {
+        return Err(too_large_body());
+    }
+    if request.size_bytes == 0 {
+        return Err(ApiError::bad_request("empty_input", "the upload is empty"));
+    }
+    let content_type = request.content_type.trim().to_ascii_lowercase();
+    let is_image_type = content_type
+        .strip_prefix("image/")
+        .is_some_and(|subtype| !subtype.is_empty() && subtype.bytes().all(is_token_byte));
+    if !is_image_type {
+        return Err(ApiError::bad_request(
+            "not_an_image",
+            format!("contentType must be an image/* type, not {content_type:?}"),
+        ));
+    }
+    let upload_id = ulid::Ulid::new().to_string();
+    let put = StagedPut {
+        key: staged_key(&caller.user_id, &upload_id),
+        size_bytes: request.size_bytes,
+        content_type,
+        expires_at: time::OffsetDateTime::now_utc().unix_timestamp() + UPLOAD_URL_SECONDS,
+    };
+    let url = state.staging.presign_put(&put).await?;
+    let expires = time::OffsetDateTime::from_unix_timestamp(put.expires_at)
         .map(record::iso8601)
         .unwrap_or_default();
     Ok((
@@ -108,6 +142,10 @@ pub async fn create_upload(
             "uploadId": upload_id,
             "uploadUrl": url,
             "method": "PUT",
+            "headers": {
+                "Content-Type": put.content_type,
+                "Content-Length": put.size_bytes.to_string(),
+            },
             "maxBytes": max_bytes,
             "expiresAt": expires,
             "completeUrl": format!("/uploads/{upload_id}/complete"),
@@ -116,35 +154,51 @@ pub async fn create_upload(
         .into_response())
 }
 
+/// RFC 9110 token characters (what a media subtype may contain).
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
 #[derive(Deserialize)]
 pub struct SignedParams {
     expires: i64,
-    max: u64,
+    size: u64,
     sig: String,
 }
 
-/// `PUT /staging/{key}?expires&max&sig`: the local stand-in for a presigned S3 PUT. The
-/// signature is the authorisation; the body is streamed and refused past `max`.
+/// `PUT /staging/{key}?expires&size&sig`: the local stand-in for a presigned S3 PUT. The
+/// signature is the authorisation and binds the `Content-Type` and the exact size; the
+/// body is streamed and refused past that size.
 pub async fn put_staged(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<SignedParams>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let valid = key.starts_with("uploads/")
-        && params.expires > now
-        && state
-            .url_signer
-            .verify(&key, params.expires, params.max, &params.sig);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let put = StagedPut {
+        key,
+        size_bytes: params.size,
+        content_type,
+        expires_at: params.expires,
+    };
+    let valid = put.key.starts_with("uploads/")
+        && put.expires_at > now
+        && state.url_signer.verify(&put, &params.sig);
     if !valid {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_signature",
-            "the upload URL is invalid or has expired",
+            "the upload URL is invalid or has expired, or the Content-Type is not the one declared",
         ));
     }
-    let limit = usize::try_from(params.max).unwrap_or(usize::MAX);
+    let limit = usize::try_from(put.size_bytes).unwrap_or(usize::MAX);
     let mut stream = body.into_data_stream();
     let mut buffer = BytesMut::new();
     while let Some(chunk) = stream.next().await {
@@ -154,14 +208,18 @@ pub async fn put_staged(
         }
         buffer.extend_from_slice(&chunk);
     }
+    if buffer.len() != limit {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "the body is {} bytes, the upload declared {limit}",
+                buffer.len()
+            ),
+        ));
+    }
     state
         .blobs
-        .put(
-            &key,
-            buffer.freeze(),
-            "application/octet-stream",
-            "no-store",
-        )
+        .put(&put.key, buffer.freeze(), &put.content_type, "no-store")
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -179,14 +237,16 @@ pub async fn complete_upload(
     let fields = parse_fields(&body)?;
     let key = staged_key(&caller.user_id, &upload_id);
     let idempotency_key = Some(format!("upload:{upload_id}"));
-    let Some(bytes) = state.blobs.get(&key).await? else {
+    let bytes = match state.blobs.get(&key, state.policy.max_input_bytes).await {
+        Ok(Some(bytes)) => bytes,
         // Already completed (the staged original is removed then)? Replay the result.
-        return replay_completed(&state, &caller, &upload_id).await;
+        Ok(None) => return replay_completed(&state, &caller, &upload_id).await,
+        Err(error @ StoreError::TooLarge { .. }) => {
+            state.blobs.delete(&key).await?;
+            return Err(error.into());
+        }
+        Err(error) => return Err(error.into()),
     };
-    if bytes.len() as u64 > state.policy.max_input_bytes {
-        state.blobs.delete(&key).await?;
-        return Err(too_large_body());
-    }
     let result = create_with_idempotency(&state, &caller, idempotency_key, bytes, fields).await;
     if let Err(error) = state.blobs.delete(&key).await {
         tracing::error!(key = %key, error = %error, "could not remove staged original");

@@ -35,6 +35,19 @@ pub struct ServeArgs {
     /// Behind API Gateway's JWT authorizer: take the caller from its verified claims.
     #[arg(long, env = "IMGSVC_TRUST_AUTHORIZER", default_value_t = false)]
     pub trust_authorizer: bool,
+    /// An identity provider's public keys (a JWKS document, inline JSON): tokens it signs
+    /// (RS256, ES256, …, chosen by `kid`) are accepted beside the service's own HS256 ones.
+    #[arg(long, env = "IMGSVC_JWKS", conflicts_with = "jwks_file")]
+    pub jwks: Option<String>,
+    /// The same JWKS, read from a file.
+    #[arg(long, env = "IMGSVC_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` of JWKS-signed tokens.
+    #[arg(long, env = "IMGSVC_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of JWKS-signed tokens.
+    #[arg(long, env = "IMGSVC_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -108,8 +121,27 @@ async fn app_state(args: ServeArgs, public_url: &str) -> anyhow::Result<crate::a
         }
         _ => crate::local::Storage::Embedded,
     };
+    let jwks = match (&args.jwks, &args.jwks_file) {
+        (Some(inline), _) => Some(inline.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the JWKS {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
+    if let Some(jwks) = jwks {
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(&jwks).context("IMGSVC_JWKS is not a JWKS document")?;
+        let auth = state
+            .auth
+            .as_ref()
+            .clone()
+            .with_jwks(&jwks, args.jwt_issuer, args.jwt_audience)
+            .context("IMGSVC_JWKS")?;
+        state.auth = std::sync::Arc::new(auth);
+    }
     Ok(state)
 }
 

@@ -66,12 +66,20 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        match tokio::fs::read(self.path_of(key)?).await {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(unavailable(e)),
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let mut file = match tokio::fs::File::open(self.path_of(key)?).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let size = file.metadata().await.map_err(unavailable)?.len();
+        if size > max_bytes {
+            return Err(StoreError::TooLarge { limit: max_bytes });
         }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.read_to_end(&mut bytes).await.map_err(unavailable)?;
+        Ok(Some(Bytes::from(bytes)))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

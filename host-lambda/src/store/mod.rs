@@ -22,6 +22,8 @@ pub enum StoreError {
     NotFound,
     #[error("invalid key {0:?}")]
     InvalidKey(String),
+    #[error("the object is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
@@ -38,25 +40,31 @@ pub trait BlobStore: Send + Sync + 'static {
         content_type: &str,
         cache_control: &str,
     ) -> Result<(), StoreError>;
-    /// The object, or `None`.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// The object, or `None`; `TooLarge` (decided from its stored size, before reading
+    /// it) when it is larger than `max_bytes`.
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, StoreError>;
     /// Remove the object. Removing a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Whether the store answers (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Where clients send originals in the two-step upload: a short-lived URL that accepts one
-/// PUT of at most `max_bytes` to `key` (a presigned S3 URL in AWS; a signed URL to this
-/// server locally).
+/// One original a client is allowed to PUT: exactly `size_bytes` of `content_type` to `key`,
+/// until `expires_at` (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedPut {
+    pub key: String,
+    pub size_bytes: u64,
+    pub content_type: String,
+    pub expires_at: i64,
+}
+
+/// Where clients send originals in the two-step upload: a short-lived URL bound to one
+/// `StagedPut` (a presigned S3 PUT in AWS; a URL to this server, signed by it, locally).
+/// The staged object is read back through the `BlobStore`.
 #[async_trait]
 pub trait UploadStaging: Send + Sync + 'static {
-    async fn presign_put(
-        &self,
-        key: &str,
-        max_bytes: u64,
-        expires_at: i64,
-    ) -> Result<String, StoreError>;
+    async fn presign_put(&self, put: &StagedPut) -> Result<String, StoreError>;
 }
 
 /// Where a listing page starts: just after this (uploadedAt, id).

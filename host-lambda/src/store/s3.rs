@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{BlobStore, StoreError};
+use super::{BlobStore, StagedPut, StoreError, UploadStaging};
 
 pub struct S3BlobStore {
     client: aws_sdk_s3::Client,
@@ -58,7 +58,7 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, StoreError> {
         let output = match self
             .client
             .get_object()
@@ -75,6 +75,10 @@ impl BlobStore for S3BlobStore {
                 return Err(unavailable(describe(&error)));
             }
         };
+        let size = output.content_length.and_then(|n| u64::try_from(n).ok());
+        if size.is_none_or(|size| size > max_bytes) {
+            return Err(StoreError::TooLarge { limit: max_bytes });
+        }
         let body = output
             .body
             .collect()
@@ -103,5 +107,47 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(|e| unavailable(describe(&e)))?;
         Ok(())
+    }
+}
+
+/// Two-step uploads straight to S3: a presigned PUT whose signature covers the exact
+/// `Content-Length` and `Content-Type`, so S3 itself refuses any other body.
+pub struct S3Staging {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Staging {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> S3Staging {
+        S3Staging {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl UploadStaging for S3Staging {
+    async fn presign_put(&self, put: &StagedPut) -> Result<String, StoreError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let seconds = u64::try_from(put.expires_at.saturating_sub(now)).unwrap_or(0);
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(
+            std::time::Duration::from_secs(seconds),
+        )
+        .map_err(|e| unavailable(describe(&e)))?;
+        let length = i64::try_from(put.size_bytes).map_err(|_| StoreError::TooLarge {
+            limit: put.size_bytes,
+        })?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&put.key)
+            .content_length(length)
+            .content_type(&put.content_type)
+            .presigned(config)
+            .await
+            .map_err(|e| unavailable(describe(&e)))?;
+        Ok(request.uri().to_owned())
     }
 }
