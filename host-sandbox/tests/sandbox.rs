@@ -4,6 +4,7 @@
 //! The guest is built by this test (`cargo build -p imgsvc-sandbox-guest --target
 //! wasm32-wasip1`, in the same target dir) unless `IMGSVC_SANDBOX_GUEST` names a prebuilt
 //! `.wasm`. It needs `rustup target add wasm32-wasip1` (scripts/test-wasm does it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

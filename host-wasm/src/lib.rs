@@ -26,7 +26,12 @@ thread_local! {
 pub fn start() {
     claim_c_heap_first();
     std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload_as_str().unwrap_or("(no message)");
+        let payload = info.payload();
+        let payload = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
         let message = match info.location() {
             Some(at) => format!("{payload} (at {at})"),
             None => payload.to_owned(),
