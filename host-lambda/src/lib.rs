@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod lambda;
 pub mod local;
+pub mod migrate;
 pub mod record;
 pub mod store;
 pub mod upload;

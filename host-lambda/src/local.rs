@@ -168,8 +168,48 @@ pub async fn state_with(
         trust_authorizer: false,
         staging: adapters.staging,
         url_signer,
+        gallery: None,
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),
     })
+}
+
+/// The legacy gallery on PostgreSQL at `database_url`, mirroring into `state`'s metadata
+/// store, with flags from `flags`.
+pub async fn gallery(
+    state: &AppState,
+    database_url: &str,
+    flags: Arc<dyn crate::migrate::flags::FlagSource>,
+) -> anyhow::Result<Arc<crate::api::gallery::Gallery>> {
+    let legacy: Arc<dyn crate::migrate::legacy::LegacyStore> = Arc::new(
+        crate::migrate::postgres::PgLegacyStore::connect(database_url)
+            .await
+            .context("connecting to the legacy PostgreSQL database")?,
+    );
+    let metrics = Arc::new(crate::migrate::metrics::MigrationMetrics::default());
+    let mirror = Arc::new(crate::migrate::mirror::Mirror {
+        legacy: legacy.clone(),
+        target: state.metadata.clone(),
+        public_base_url: state.public_base_url.clone(),
+        metrics: metrics.clone(),
+    });
+    Ok(Arc::new(crate::api::gallery::Gallery {
+        legacy,
+        mirror,
+        flags,
+        metrics,
+    }))
+}
+
+/// The migration flags: `IMGSVC_FLAGS_FILE` (re-read when it changes) if set, else the
+/// process environment. Invalid values refuse to start.
+pub fn flag_source() -> anyhow::Result<Arc<dyn crate::migrate::flags::FlagSource>> {
+    use crate::migrate::flags::{FileFlags, StaticFlags};
+    match std::env::var_os("IMGSVC_FLAGS_FILE") {
+        Some(path) => Ok(Arc::new(
+            FileFlags::open(PathBuf::from(path)).map_err(anyhow::Error::msg)?,
+        )),
+        None => Ok(Arc::new(StaticFlags::from_env()?)),
+    }
 }

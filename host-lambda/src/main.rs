@@ -12,5 +12,6 @@ fn main() -> ExitCode {
         cli::Command::Process(process) => cli::process::run(&process),
         cli::Command::Serve(serve) => cli::report(cli::serve::run(serve)),
         cli::Command::Token(token) => cli::report(cli::token::run(&token)),
+        cli::Command::Migrate(migrate) => cli::migrate::run(migrate),
     }
 }

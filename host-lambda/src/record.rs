@@ -28,18 +28,25 @@ pub struct ImageRecord {
     /// Display image dimensions.
     pub width: u32,
     pub height: u32,
-    pub thumbnail_width: u32,
-    pub thumbnail_height: u32,
+    /// Thumbnail dimensions, ETags and ThumbHash are absent on records migrated from the
+    /// legacy gallery, which never stored them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_height: Option<u32>,
     pub s3_bucket: String,
     pub s3_key: String,
     pub thumbnail_key: String,
     pub image_url: String,
     pub thumbnail_url: String,
     /// Strong ETags of the stored objects (quoted hex MD5, as S3 computes them).
-    pub image_etag: String,
-    pub thumbnail_etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_etag: Option<String>,
     /// ThumbHash placeholder, base64.
-    pub thumbhash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
     pub processing_status: String,
     pub format: String,
     pub quality: u8,
@@ -229,16 +236,16 @@ mod tests {
             size_bytes: 1,
             width: 1,
             height: 1,
-            thumbnail_width: 400,
-            thumbnail_height: 400,
+            thumbnail_width: Some(400),
+            thumbnail_height: Some(400),
             s3_bucket: "b".into(),
             s3_key: "k".into(),
             thumbnail_key: "t".into(),
             image_url: "u".into(),
             thumbnail_url: "u".into(),
-            image_etag: "e".into(),
-            thumbnail_etag: "e".into(),
-            thumbhash: "h".into(),
+            image_etag: Some("e".into()),
+            thumbnail_etag: Some("e".into()),
+            thumbhash: Some("h".into()),
             processing_status: "completed".into(),
             format: "webp".into(),
             quality: 85,

@@ -78,16 +78,16 @@ pub fn new_record(
         size_bytes: processed.source.bytes,
         width: processed.display.width,
         height: processed.display.height,
-        thumbnail_width: processed.thumbnail.width,
-        thumbnail_height: processed.thumbnail.height,
+        thumbnail_width: Some(processed.thumbnail.width),
+        thumbnail_height: Some(processed.thumbnail.height),
         s3_bucket: state.bucket_label.clone(),
         image_url: format!("{base}/{s3_key}"),
         thumbnail_url: format!("{base}/{thumbnail_key}"),
         s3_key,
         thumbnail_key,
-        image_etag: record::etag_of(&processed.display.data),
-        thumbnail_etag: record::etag_of(&processed.thumbnail.data),
-        thumbhash: base64::engine::general_purpose::STANDARD.encode(&processed.thumbhash),
+        image_etag: Some(record::etag_of(&processed.display.data)),
+        thumbnail_etag: Some(record::etag_of(&processed.thumbnail.data)),
+        thumbhash: Some(base64::engine::general_purpose::STANDARD.encode(&processed.thumbhash)),
         processing_status: "completed".to_owned(),
         format: "webp".to_owned(),
         quality: DISPLAY_QUALITY,
@@ -105,6 +105,21 @@ pub async fn store(
     record: &ImageRecord,
     processed: Processed,
 ) -> Result<(), ApiError> {
+    put_objects(state, record, processed).await?;
+    if let Err(error) = state.metadata.create(record).await {
+        remove_objects(state, record).await;
+        tracing::error!(image_id = %record.id, error = %error, "upload failed; objects removed");
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Write both objects in parallel; if either fails, remove both.
+pub async fn put_objects(
+    state: &AppState,
+    record: &ImageRecord,
+    processed: Processed,
+) -> Result<(), ApiError> {
     let display = Bytes::from(processed.display.data);
     let thumbnail = Bytes::from(processed.thumbnail.data);
     let (display_put, thumbnail_put) = tokio::join!(
@@ -118,12 +133,7 @@ pub async fn store(
             CACHE_CONTROL
         ),
     );
-    let written = display_put.and(thumbnail_put);
-    let created = match written {
-        Ok(()) => state.metadata.create(record).await,
-        Err(e) => Err(e),
-    };
-    if let Err(error) = created {
+    if let Err(error) = display_put.and(thumbnail_put) {
         remove_objects(state, record).await;
         tracing::error!(image_id = %record.id, error = %error, "upload failed; objects removed");
         return Err(error.into());

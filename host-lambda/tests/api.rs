@@ -1201,6 +1201,9 @@ impl MetadataStore for FailingCreate {
     async fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
         self.inner.get(id).await
     }
+    async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
+        self.inner.put_if_newer(record).await
+    }
     async fn update(&self, record: &ImageRecord, expected: u64) -> Result<(), StoreError> {
         self.inner.update(record, expected).await
     }

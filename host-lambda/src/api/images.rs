@@ -19,7 +19,7 @@ use crate::upload::{self, UploadFields};
 /// Longest accepted text field in an upload form (title, tags, albumId), in bytes.
 const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
 
-fn now() -> String {
+pub(super) fn now() -> String {
     iso8601(time::OffsetDateTime::now_utc())
 }
 
@@ -153,7 +153,7 @@ pub(super) fn created(record: &ImageRecord, replayed: bool) -> Response {
 }
 
 /// The `Idempotency-Key` header: 1–255 visible ASCII characters, if present.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -207,7 +207,7 @@ async fn create_image(
 
 /// Read the multipart form, streaming the file with a running count so an oversized upload
 /// is refused the moment it passes the limit.
-async fn read_upload_form(
+pub(super) async fn read_upload_form(
     state: &AppState,
     mut multipart: Multipart,
 ) -> Result<(Bytes, UploadFields), ApiError> {
@@ -271,7 +271,7 @@ async fn read_upload_form(
 
 /// A ULID that sorts after every id this process issued before, even within one
 /// millisecond, so uploads list in exactly the order they were made.
-fn new_image_id() -> String {
+pub(super) fn new_image_id() -> String {
     static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
     let mut guard = GENERATOR
         .lock()
@@ -284,7 +284,7 @@ fn new_image_id() -> String {
 }
 
 /// The record's version as an HTTP entity tag (what `If-Match` compares against).
-fn version_etag(record: &ImageRecord) -> String {
+pub(super) fn version_etag(record: &ImageRecord) -> String {
     format!("\"{}\"", record.version)
 }
 
@@ -323,39 +323,52 @@ pub struct ListParams {
     album_id: Option<String>,
 }
 
+impl ListParams {
+    /// The limit (1..100, default 20), the album, and where the page starts (from a cursor
+    /// that must belong to this user and album).
+    pub(super) fn validated(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+    ) -> Result<(usize, Option<String>, Option<crate::store::ListPosition>), ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => 20,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=100).contains(l))
+                .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1..100"))?,
+        };
+        let album_id = self
+            .album_id
+            .as_deref()
+            .map(|a| record::validate_id("albumId", a))
+            .transpose()?;
+        let after = match self.cursor.as_deref() {
+            None => None,
+            Some(cursor) => Some(
+                state
+                    .cursors
+                    .decode(cursor, &caller.user_id, album_id.as_deref())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_cursor",
+                            "the cursor is not valid for this listing",
+                        )
+                    })?,
+            ),
+        };
+        Ok((limit, album_id, after))
+    }
+}
+
 /// `GET /images?limit=20&cursor=…&albumId=…`: the caller's images, newest first.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match params.limit.as_deref() {
-        None => 20,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1..100"))?,
-    };
-    let album_id = params
-        .album_id
-        .as_deref()
-        .map(|a| record::validate_id("albumId", a))
-        .transpose()?;
-    let after = match params.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(
-            state
-                .cursors
-                .decode(cursor, &caller.user_id, album_id.as_deref())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_cursor",
-                        "the cursor is not valid for this listing",
-                    )
-                })?,
-        ),
-    };
+    let (limit, album_id, after) = params.validated(&state, &caller)?;
     // One extra row tells whether another page exists.
     let mut items = state
         .metadata
@@ -393,34 +406,7 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (edit, body_version) = parse_patch(&body)?;
-    let header_version = headers
-        .get(header::IF_MATCH)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request("invalid_version", "If-Match must be a version number")
-                })
-        })
-        .transpose()?;
-    let expected = match (body_version, header_version) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::bad_request(
-                "invalid_version",
-                "body version and If-Match disagree",
-            ));
-        }
-        (Some(v), _) | (None, Some(v)) => v,
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "version_required",
-                "send the current version in the body or in If-Match",
-            ));
-        }
-    };
+    let expected = expected_version(body_version, &headers)?;
     let current = owned_record(&state, &caller, &id).await?;
     if current.version != expected {
         return Err(crate::store::StoreError::VersionConflict {
@@ -433,9 +419,41 @@ pub async fn update(
     Ok(([(header::ETAG, version_etag(&next))], Json(next)).into_response())
 }
 
+/// The version a PATCH expects: from the body or `If-Match` (which must agree); 428 when
+/// neither is given.
+pub(super) fn expected_version(
+    body_version: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<u64, ApiError> {
+    let header_version = headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_version", "If-Match must be a version number")
+                })
+        })
+        .transpose()?;
+    match (body_version, header_version) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::bad_request(
+            "invalid_version",
+            "body version and If-Match disagree",
+        )),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
+        (None, None) => Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "version_required",
+            "send the current version in the body or in If-Match",
+        )),
+    }
+}
+
 /// A PATCH body: a JSON object with only `title`, `tags`, `albumId` and `version`; `null`
 /// clears `title` and `albumId`.
-fn parse_patch(body: &[u8]) -> Result<(Editable, Option<u64>), ApiError> {
+pub(super) fn parse_patch(body: &[u8]) -> Result<(Editable, Option<u64>), ApiError> {
     let invalid = |detail: &str| ApiError::bad_request("invalid_body", detail.to_owned());
     let value: Value =
         serde_json::from_slice(body).map_err(|e| invalid(&format!("invalid JSON: {e}")))?;

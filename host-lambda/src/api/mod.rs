@@ -3,6 +3,7 @@
 pub mod cursor;
 pub mod error;
 mod files;
+pub mod gallery;
 mod images;
 mod preview;
 pub mod uploads;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub staging: Arc<dyn UploadStaging>,
     /// Checks the local server's own signed upload URLs (`PUT /staging/…`).
     pub url_signer: Arc<uploads::UrlSigner>,
+    /// The legacy gallery and the migration, when a legacy database is configured.
+    pub gallery: Option<Arc<gallery::Gallery>>,
     /// Image decodes allowed to run at once (see `upload::process`).
     pub processing: Arc<tokio::sync::Semaphore>,
 }
@@ -70,6 +73,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/staging/{*key}", axum::routing::put(uploads::put_staged))
         .route("/files/{*key}", get(files::get_file))
+        .route(
+            "/gallery/images",
+            get(gallery::list_images)
+                .post(gallery::upload_image)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/gallery/images/{id}",
+            get(gallery::get_image)
+                .patch(gallery::update_image)
+                .delete(gallery::delete_image),
+        )
+        .route("/dual-write/status", get(gallery::status))
+        .route("/dual-write/health", get(gallery::health))
+        .route("/dual-write/metrics", get(gallery::metrics))
         .route("/health", get(images::health))
         .route("/openapi.json", get(openapi))
         .route("/", get(preview::index))

@@ -1,5 +1,6 @@
 //! Command-line parsing: one subcommand per job.
 
+pub mod migrate;
 pub mod process;
 pub mod serve;
 pub mod token;
@@ -27,6 +28,8 @@ pub enum Command {
     Process(process::ProcessArgs),
     /// Serve the HTTP API locally, on embedded storage under the data directory.
     Serve(serve::ServeArgs),
+    /// The migration from the legacy gallery: drain the outbox, verify.
+    Migrate(migrate::MigrateArgs),
     /// Print a development token for the local server.
     Token(token::TokenArgs),
 }

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Required `aud` of JWKS-signed tokens.
     #[arg(long, env = "IMGSVC_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// The legacy gallery's PostgreSQL (`postgres://…`): serves `/gallery/images…` and the
+    /// migration (flags from the environment or IMGSVC_FLAGS_FILE).
+    #[arg(long, env = "IMGSVC_LEGACY_DATABASE_URL")]
+    pub legacy_database_url: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -68,7 +72,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let state = app_state(args, &public_url).await?;
+    let state = app_state(args, &public_url, true).await?;
     let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%address, "imgsvc listening");
     // The line tests and scripts wait for: the actual address (the port may have been 0).
@@ -92,14 +96,19 @@ async fn serve_lambda(args: ServeArgs) -> anyhow::Result<()> {
         "in Lambda, IMGSVC_JWT_SECRET must be set (instances share no disk)"
     );
     let public_url = args.public_url.clone().unwrap_or_default();
-    let state = app_state(args, &public_url).await?;
+    let state = app_state(args, &public_url, true).await?;
     crate::lambda::run(crate::api::router(state))
         .await
         .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
 }
 
 /// The app state the arguments describe.
-async fn app_state(args: ServeArgs, public_url: &str) -> anyhow::Result<crate::api::AppState> {
+/// `drain` starts the background outbox drain (serve does; one-off commands don't).
+pub(super) async fn app_state(
+    args: ServeArgs,
+    public_url: &str,
+    drain: bool,
+) -> anyhow::Result<crate::api::AppState> {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -121,6 +130,7 @@ async fn app_state(args: ServeArgs, public_url: &str) -> anyhow::Result<crate::a
         }
         _ => crate::local::Storage::Embedded,
     };
+    let legacy_database_url = args.legacy_database_url.clone();
     let jwks = match (&args.jwks, &args.jwks_file) {
         (Some(inline), _) => Some(inline.clone()),
         (None, Some(path)) => Some(
@@ -141,6 +151,19 @@ async fn app_state(args: ServeArgs, public_url: &str) -> anyhow::Result<crate::a
             .with_jwks(&jwks, args.jwt_issuer, args.jwt_audience)
             .context("IMGSVC_JWKS")?;
         state.auth = std::sync::Arc::new(auth);
+    }
+    if let Some(url) = legacy_database_url {
+        let gallery = crate::local::gallery(&state, &url, crate::local::flag_source()?).await?;
+        if drain {
+            // The outbox drain: retries what the immediate mirror missed, with backoff.
+            tokio::spawn(
+                gallery
+                    .mirror
+                    .clone()
+                    .run_drain(std::time::Duration::from_secs(5)),
+            );
+        }
+        state.gallery = Some(gallery);
     }
     Ok(state)
 }

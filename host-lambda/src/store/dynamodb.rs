@@ -214,6 +214,30 @@ impl MetadataStore for DynamoMetadataStore {
         }
     }
 
+    async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
+        let version = i64::try_from(record.version).map_err(unavailable)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(record)?))
+            .condition_expression("attribute_not_exists(PK) OR version < :version")
+            .expression_attribute_values(":version", n(version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let error = error.into_service_error();
+                if error.is_conditional_check_failed_exception() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(error))
+                }
+            }
+        }
+    }
+
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()

@@ -119,6 +119,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Replace the record if its stored version is still `expected_version`; otherwise
     /// `VersionConflict` with the current version (or `NotFound`).
     async fn update(&self, record: &ImageRecord, expected_version: u64) -> Result<(), StoreError>;
+    /// Write `record` unless a record with this id and the same or a newer version is
+    /// stored (the migration's mirror: an older version never overwrites a newer one).
+    /// True when it wrote.
+    async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError>;
     /// Remove the record. Removing a missing record succeeds.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
     /// A user's images (optionally one album's), newest first: by uploadedAt, then id.

@@ -105,6 +105,27 @@ impl MetadataStore for SqliteMetadataStore {
         }
     }
 
+    async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO images (id, user_id, album_id, uploaded_at, version, record)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id,
+                 album_id = excluded.album_id, uploaded_at = excluded.uploaded_at,
+                 version = excluded.version, record = excluded.record
+             WHERE images.version < excluded.version",
+        )
+        .bind(&record.id)
+        .bind(&record.user_id)
+        .bind(&record.album_id)
+        .bind(&record.uploaded_at)
+        .bind(record.version as i64)
+        .bind(encode(record)?)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM images WHERE id = ?")
             .bind(id)

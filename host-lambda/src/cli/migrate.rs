@@ -1,0 +1,113 @@
+//! `imgsvc migrate …`: the migration toolkit's commands, on the same configuration as
+//! `serve` (the legacy database and the Image Service's stores).
+
+use clap::{Args, Subcommand};
+
+use super::serve::ServeArgs;
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Retry every pending mirror in the outbox until none is due.
+    Drain,
+    /// Compare every legacy row with its Image Service record. Exit 0 on a 100 % match,
+    /// 1 on mismatches or missing records, 2 when it could not run.
+    Verify {
+        /// Only rows updated within this many seconds (default: all rows).
+        #[arg(long)]
+        since_seconds: Option<i64>,
+        /// Write the full report (every missing id and mismatched field) here as JSON.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
+}
+
+/// Exit status: 0 clean, 1 mismatches, 2 could not run.
+pub fn run(args: MigrateArgs) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run_async(args)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        args.serve.legacy_database_url.is_some(),
+        "IMGSVC_LEGACY_DATABASE_URL (--legacy-database-url) is required"
+    );
+    let public_url = args.serve.public_url.clone().unwrap_or_default();
+    let state = super::serve::app_state(args.serve, &public_url, false).await?;
+    let Some(gallery) = state.gallery.clone() else {
+        anyhow::bail!("no legacy gallery configured");
+    };
+    match args.command {
+        MigrateCommand::Drain => {
+            let (landed, failed) = gallery.mirror.drain_all(100).await?;
+            let depth = gallery.legacy.outbox_depth().await?;
+            println!(
+                "{}",
+                serde_json::json!({"landed": landed, "failed": failed, "outboxDepth": depth})
+            );
+            Ok(u8::from(depth > 0))
+        }
+        MigrateCommand::Verify {
+            since_seconds,
+            report,
+        } => {
+            let since =
+                since_seconds.map(|s| time::OffsetDateTime::now_utc() - time::Duration::seconds(s));
+            let mut next_progress = 100;
+            let result = crate::migrate::verify::verify(
+                &gallery.legacy,
+                &state.metadata,
+                since,
+                100,
+                |report| {
+                    if report.total >= next_progress {
+                        eprintln!(
+                            "{}",
+                            serde_json::json!({"progress": report.total, "missing": report.missing.len(), "mismatched": report.mismatched.len()})
+                        );
+                        next_progress += 100;
+                    }
+                },
+            )
+            .await?;
+            let summary = serde_json::json!({
+                "total": result.total,
+                "matched": result.matched,
+                "missing": result.missing.len(),
+                "mismatched": result.mismatched.len(),
+                "successRate": result.success_rate(),
+            });
+            println!("{summary}");
+            for id in &result.missing {
+                eprintln!("{}", serde_json::json!({"missing": id}));
+            }
+            for mismatch in &result.mismatched {
+                eprintln!("{}", serde_json::json!({"mismatch": mismatch}));
+            }
+            if let Some(path) = report {
+                std::fs::write(&path, serde_json::to_vec_pretty(&result)?)?;
+            }
+            Ok(u8::from(!result.is_clean()))
+        }
+    }
+}

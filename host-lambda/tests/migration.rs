@@ -1,0 +1,388 @@
+//! The migration end to end, over HTTP: the gallery API on a real PostgreSQL, mirrored into
+//! DynamoDB (the emulator `scripts/test` starts), with the flags flipped through a watched
+//! flags file, and an outage made by cutting a real TCP path to the emulator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use imgsvc_lambda::api::{AppState, router};
+use imgsvc_lambda::local::Storage;
+use imgsvc_lambda::migrate::verify::verify;
+use imgsvc_lambda::store::dynamodb::DynamoMetadataStore;
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+fn aws_endpoint() -> String {
+    std::env::var("IMGSVC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
+}
+
+async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// A fresh database on the PostgreSQL server `scripts/test` makes sure of.
+async fn fresh_database() -> String {
+    let admin = std::env::var("IMGSVC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!(
+        "imgsvc_test_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let pool = sqlx::PgPool::connect(&admin).await.expect(
+        "PostgreSQL not reachable: scripts/test starts it (or set IMGSVC_TEST_DATABASE_URL)",
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A TCP path to the emulator that can be cut: while down, new connections are dropped and
+/// open ones closed — what the SDK sees when DynamoDB is unreachable.
+struct Cuttable {
+    url: String,
+    down: watch::Sender<bool>,
+}
+
+impl Cuttable {
+    async fn to(target: &str) -> Cuttable {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (down, watcher) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watcher = watcher.clone();
+                if *watcher.borrow() {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watcher.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        Cuttable { url, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+}
+
+struct Gallery {
+    url: String,
+    state: AppState,
+    flags: PathBuf,
+    client: reqwest::Client,
+    _data: tempfile::TempDir,
+    cut: Cuttable,
+}
+
+impl Gallery {
+    /// The service on S3 + DynamoDB (emulator), with the gallery on a fresh PostgreSQL
+    /// database; the mirror reaches DynamoDB through a path the test can cut.
+    async fn start(flags: &str) -> Gallery {
+        let data = tempfile::tempdir().unwrap();
+        let flags_path = data.path().join("flags.env");
+        std::fs::write(&flags_path, flags).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let direct = sdk(&aws_endpoint()).await;
+        let name = format!(
+            "imgsvc-mig-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&direct)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket().bucket(&name).send().await.unwrap();
+        DynamoMetadataStore::new(aws_sdk_dynamodb::Client::new(&direct), &name)
+            .create_table()
+            .await
+            .unwrap();
+        let storage = Storage::Aws {
+            bucket: name.clone(),
+            table: name.clone(),
+            force_path_style: true,
+            cdn_url: format!("https://cdn.example/{name}"),
+        };
+        let mut state = imgsvc_lambda::local::state_with(data.path(), &url, &storage, &direct)
+            .await
+            .unwrap();
+        let cut = Cuttable::to(&aws_endpoint()).await;
+        let through_cut = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk(&cut.url).await)
+                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+                .build(),
+        );
+        state.metadata = Arc::new(DynamoMetadataStore::new(through_cut, &name));
+        let source =
+            Arc::new(imgsvc_lambda::migrate::flags::FileFlags::open(flags_path.clone()).unwrap());
+        let gallery = imgsvc_lambda::local::gallery(&state, &fresh_database().await, source)
+            .await
+            .unwrap();
+        state.gallery = Some(gallery);
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Gallery {
+            url,
+            state,
+            flags: flags_path,
+            client: reqwest::Client::new(),
+            _data: data,
+            cut,
+        }
+    }
+
+    fn flip(&self, flags: &str) {
+        // A different length too, so the change is seen even within one mtime tick.
+        std::fs::write(&self.flags, format!("{flags}\n# {}\n", ulid::Ulid::new())).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&self.flags)
+            .unwrap();
+        file.set_modified(later).unwrap();
+    }
+
+    fn token(&self, user: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.state.auth.issue(user, false, now, 3600).unwrap()
+    }
+
+    async fn upload(&self, user: &str, title: &str) -> reqwest::Response {
+        let photo = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/corpus/skimage_rocket.jpg"),
+        )
+        .unwrap();
+        let form = Form::new()
+            .part("file", Part::bytes(photo).file_name("rocket.jpg"))
+            .text("title", title.to_owned());
+        self.client
+            .post(format!("{}/gallery/images", self.url))
+            .bearer_auth(self.token(user))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn uploads(&self, user: &str, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let response = self.upload(user, &format!("photo {i}")).await;
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let record: Value = response.json().await.unwrap();
+            ids.push(record["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    }
+
+    async fn verify(&self) -> imgsvc_lambda::migrate::verify::VerifyReport {
+        let gallery = self.state.gallery.as_ref().unwrap();
+        verify(&gallery.legacy, &self.state.metadata, None, 25, |_| {})
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self) -> Value {
+        self.client
+            .get(format!("{}/dual-write/status", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn dual_write_mirrors_every_upload_and_stops_and_resumes_with_the_flag() {
+    let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
+    let mirrored = gallery.uploads("alice", 100).await;
+    let report = gallery.verify().await;
+    assert_eq!((report.total, report.matched), (100, 100));
+    assert!(report.is_clean(), "{report:?}");
+
+    // Flag off: ten more exist only in PostgreSQL, and verify names exactly those ten.
+    gallery.flip("ENABLE_DYNAMODB_DUAL_WRITE=false");
+    let mut unmirrored = gallery.uploads("alice", 10).await;
+    let report = gallery.verify().await;
+    assert_eq!(report.total, 110);
+    let mut missing = report.missing.clone();
+    missing.sort();
+    unmirrored.sort();
+    assert_eq!(missing, unmirrored);
+    assert!(report.mismatched.is_empty());
+
+    // Flag on again: mirroring resumes, edits and deletes included.
+    gallery.flip("ENABLE_DYNAMODB_DUAL_WRITE=true");
+    let resumed = gallery.uploads("alice", 3).await;
+    let patched = gallery
+        .client
+        .patch(format!("{}/gallery/images/{}", gallery.url, mirrored[0]))
+        .bearer_auth(gallery.token("alice"))
+        .json(&json!({"title": "renamed", "version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    let deleted = gallery
+        .client
+        .delete(format!("{}/gallery/images/{}", gallery.url, mirrored[1]))
+        .bearer_auth(gallery.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for id in &resumed {
+        assert!(gallery.state.metadata.get(id).await.unwrap().is_some());
+    }
+    let renamed = gallery
+        .state
+        .metadata
+        .get(&mirrored[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (renamed.title.as_deref(), renamed.version),
+        (Some("renamed"), 2)
+    );
+    assert!(
+        gallery
+            .state
+            .metadata
+            .get(&mirrored[1])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let report = gallery.verify().await;
+    assert_eq!(report.missing.len(), 10);
+    assert!(report.mismatched.is_empty(), "{report:?}");
+    let status = gallery.status().await;
+    assert_eq!(status["outboxDepth"], 0);
+    assert_eq!(status["counters"]["mirrors"]["success"], 105);
+}
+
+#[tokio::test]
+async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
+    let gallery = Gallery::start(
+        "ENABLE_DYNAMODB_DUAL_WRITE=true\nUSE_IMAGE_SERVICE=true\nROLLOUT_PERCENTAGE=100\nIMAGE_SERVICE_TIMEOUT_MS=1000\n",
+    )
+    .await;
+    let before = gallery.uploads("bob", 2).await;
+
+    // DynamoDB unreachable: every upload still succeeds for the user…
+    gallery.cut.set_down(true);
+    let during = gallery.uploads("bob", 20).await;
+    let status = gallery.status().await;
+    assert_eq!(status["outboxDepth"], 20);
+    assert_eq!(status["counters"]["mirrors"]["failure"], 20);
+    // …and at 100 % rollout every read still succeeds, from PostgreSQL.
+    for id in before.iter().chain(&during) {
+        let response = gallery
+            .client
+            .get(format!("{}/gallery/images/{id}", gallery.url))
+            .bearer_auth(gallery.token("bob"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let listed: Value = gallery
+        .client
+        .get(format!("{}/gallery/images?limit=100", gallery.url))
+        .bearer_auth(gallery.token("bob"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 22);
+    let status = gallery.status().await;
+    assert!(
+        status["counters"]["reads"]["image_service/error"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // Back up: the drain empties the outbox and verify reports 100 %.
+    gallery.cut.set_down(false);
+    let mirror = &gallery.state.gallery.as_ref().unwrap().mirror;
+    // The failed entries wait out their backoff (1–2 s) before they are due again.
+    let mut drained = 0;
+    for _ in 0..40 {
+        drained += mirror.drain_all(100).await.unwrap().0;
+        if gallery.status().await["outboxDepth"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(drained, 20);
+    let report = gallery.verify().await;
+    assert_eq!((report.total, report.matched), (22, 22));
+    // Reads now come from the Image Service.
+    let response = gallery
+        .client
+        .get(format!("{}/gallery/images/{}", gallery.url, during[0]))
+        .bearer_auth(gallery.token("bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let status = gallery.status().await;
+    assert!(
+        status["counters"]["reads"]["image_service/ok"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    let metrics = gallery
+        .client
+        .get(format!("{}/dual-write/metrics", gallery.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("imgsvc_migration_mirrors_total{outcome=\"failure\"} 20"),
+        "{metrics}"
+    );
+}
