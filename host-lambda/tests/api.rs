@@ -1204,6 +1204,13 @@ impl MetadataStore for FailingCreate {
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
         self.inner.put_if_newer(record).await
     }
+    async fn scan(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<ImageRecord>, Option<String>), StoreError> {
+        self.inner.scan(start, limit).await
+    }
     async fn update(&self, record: &ImageRecord, expected: u64) -> Result<(), StoreError> {
         self.inner.update(record, expected).await
     }

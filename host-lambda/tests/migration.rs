@@ -100,6 +100,9 @@ struct Gallery {
     client: reqwest::Client,
     _data: tempfile::TempDir,
     cut: Cuttable,
+    /// The legacy database and the bucket/table name.
+    db: String,
+    name: String,
 }
 
 impl Gallery {
@@ -144,7 +147,8 @@ impl Gallery {
         state.metadata = Arc::new(DynamoMetadataStore::new(through_cut, &name));
         let source =
             Arc::new(imgsvc_lambda::migrate::flags::FileFlags::open(flags_path.clone()).unwrap());
-        let gallery = imgsvc_lambda::local::gallery(&state, &fresh_database().await, source)
+        let db = fresh_database().await;
+        let gallery = imgsvc_lambda::local::gallery(&state, &db, source)
             .await
             .unwrap();
         state.gallery = Some(gallery);
@@ -157,7 +161,32 @@ impl Gallery {
             client: reqwest::Client::new(),
             _data: data,
             cut,
+            db,
+            name,
         }
+    }
+
+    /// `count` legacy rows (as the old gallery wrote them) for users `user-0…user-9`.
+    async fn seed_rows(&self, count: i64) {
+        let pool = sqlx::PgPool::connect(&self.db).await.unwrap();
+        sqlx::query(
+            "INSERT INTO gallery_images (id, user_id, album_id, title, tags, created_at,
+                 updated_at, original_filename, s3_key, s3_bucket, thumbnail_s3_key, mime_type,
+                 size_bytes, width, height, version)
+             SELECT 'LEGACY' || lpad(i::text, 8, '0'), 'user-' || (i % 10),
+                 CASE WHEN i % 3 = 0 THEN 'album-' || (i % 7) END, 'legacy ' || i,
+                 ARRAY['old', 't' || (i % 5)],
+                 timestamptz '2024-01-01T00:00:00Z' + i * interval '1 minute',
+                 timestamptz '2024-06-01T00:00:00Z' + i * interval '1 second',
+                 'IMG_' || i || '.jpg', 'images/user-' || (i % 10) || '/LEGACY' || i || '.webp',
+                 'gallery-bucket', 'images/user-' || (i % 10) || '/thumbnails/LEGACY' || i || '.webp',
+                 'image/jpeg', 100000 + i, 2048, 1536, 1
+             FROM generate_series(1, $1) AS i",
+        )
+        .bind(count)
+        .execute(&pool)
+        .await
+        .unwrap();
     }
 
     fn flip(&self, flags: &str) {
@@ -385,4 +414,125 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
         metrics.contains("imgsvc_migration_mirrors_total{outcome=\"failure\"} 20"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn backfill_racing_dual_write_loses_no_newer_version() {
+    let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
+    gallery.seed_rows(5000).await;
+    let parts = gallery.state.gallery.clone().unwrap();
+    let target = gallery.state.metadata.clone();
+    let base = gallery.state.public_base_url.clone();
+    let backfill = tokio::spawn(async move {
+        let options = imgsvc_lambda::migrate::backfill::BackfillOptions {
+            batch_size: 25,
+            rate: None,
+            dry_run: false,
+            resume: false,
+        };
+        imgsvc_lambda::migrate::backfill::backfill(&parts.legacy, &target, &base, &options, |_| {})
+            .await
+            .unwrap()
+    });
+    // Meanwhile users edit rows through the gallery: 295 rows to version 2, 99 of them to 3,
+    // spread over the id range so some land before and some after the backfill passes.
+    for round in 0..2 {
+        for i in (1..=5000).step_by(if round == 0 { 17 } else { 51 }) {
+            let id = format!("LEGACY{i:08}");
+            let user = format!("user-{}", i % 10);
+            let version = round + 1;
+            let response = gallery
+                .client
+                .patch(format!("{}/gallery/images/{id}", gallery.url))
+                .bearer_auth(gallery.token(&user))
+                .json(&json!({"title": format!("edited {round}"), "version": version}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{id} v{version}");
+        }
+    }
+    let report = backfill.await.unwrap();
+    assert_eq!(report.scanned, 5000);
+    // The race happened: some rows were mirrored at a newer version before the backfill
+    // reached them, and it left those alone.
+    assert!(report.already_current > 0, "{report:?}");
+    let verified = gallery.verify().await;
+    assert_eq!(
+        (verified.total, verified.matched),
+        (5000, 5000),
+        "{:?}",
+        verified.mismatched.first()
+    );
+    assert!(verified.is_clean());
+    let edited_twice = gallery
+        .state
+        .metadata
+        .get("LEGACY00000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (edited_twice.version, edited_twice.title.as_deref()),
+        (3, Some("edited 1"))
+    );
+}
+
+#[tokio::test]
+async fn a_killed_backfill_resumes_from_its_checkpoint() {
+    let gallery = Gallery::start("").await;
+    gallery.seed_rows(2000).await;
+    let data = tempfile::tempdir().unwrap();
+    let command = |resume: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imgsvc"));
+        command
+            .args(["migrate", "backfill", "--batch-size", "25", "--rate", "500"])
+            .args(resume.then_some("--resume"))
+            .env("IMGSVC_LEGACY_DATABASE_URL", &gallery.db)
+            .env("IMGSVC_S3_BUCKET", &gallery.name)
+            .env("IMGSVC_DYNAMODB_TABLE", &gallery.name)
+            .env("IMGSVC_S3_FORCE_PATH_STYLE", "true")
+            .env("IMGSVC_DATA_DIR", data.path())
+            .env("AWS_ENDPOINT_URL", aws_endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        command
+    };
+    let legacy = gallery.state.gallery.clone().unwrap().legacy.clone();
+    let mut first = command(false).spawn().unwrap();
+    loop {
+        let copied = legacy
+            .checkpoint("backfill")
+            .await
+            .unwrap()
+            .map_or(0, |c| c.copied);
+        if copied >= 500 {
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let at_kill = legacy.checkpoint("backfill").await.unwrap().unwrap();
+    assert!(at_kill.copied < 2000);
+
+    let output = command(true).output().unwrap();
+    assert!(output.status.success());
+    let line: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = &line["backfill"];
+    // It started right after the checkpoint…
+    assert_eq!(report["resumedAfter"], at_kill.last_id);
+    assert_eq!(report["scanned"].as_i64().unwrap() + at_kill.copied, 2000);
+    // …and redid at most the one batch in flight when it was killed.
+    assert!(report["alreadyCurrent"].as_i64().unwrap() <= 25, "{report}");
+    let verified = gallery.verify().await;
+    assert_eq!((verified.total, verified.matched), (2000, 2000));
+    assert!(verified.is_clean());
 }

@@ -2,6 +2,7 @@
 //! port and its PostgreSQL adapter, the field mapping, the flags, the mirror with its
 //! outbox, and the metrics. The HTTP side is `api::gallery`; the commands `cli::migrate`.
 
+pub mod backfill;
 pub mod flags;
 pub mod legacy;
 pub mod mapping;

@@ -24,6 +24,8 @@ pub struct VerifyReport {
     pub matched: u64,
     pub missing: Vec<String>,
     pub mismatched: Vec<Mismatch>,
+    /// Records in the Image Service with no legacy row (full runs only).
+    pub only_in_image_service: Vec<String>,
 }
 
 impl VerifyReport {
@@ -35,7 +37,9 @@ impl VerifyReport {
     }
 
     pub fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.mismatched.is_empty()
+        self.missing.is_empty()
+            && self.mismatched.is_empty()
+            && self.only_in_image_service.is_empty()
     }
 }
 
@@ -53,6 +57,9 @@ pub async fn verify(
     loop {
         let rows = legacy.scan(after.as_deref(), since, batch).await?;
         let Some(last) = rows.last() else {
+            if since.is_none() {
+                report.only_in_image_service = only_in_image_service(legacy, target, batch).await?;
+            }
             return Ok(report);
         };
         after = Some(last.id.clone());
@@ -75,5 +82,27 @@ pub async fn verify(
             }
         }
         progress(&report);
+    }
+}
+
+/// Ids of Image Service records that have no legacy row.
+async fn only_in_image_service(
+    legacy: &Arc<dyn LegacyStore>,
+    target: &Arc<dyn MetadataStore>,
+    batch: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut extra = Vec::new();
+    let mut start = None;
+    loop {
+        let (records, next) = target.scan(start, batch.max(1)).await?;
+        let ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
+        if !ids.is_empty() {
+            let existing = legacy.existing_ids(&ids).await?;
+            extra.extend(ids.into_iter().filter(|id| !existing.contains(id)));
+        }
+        match next {
+            Some(next) => start = Some(next),
+            None => return Ok(extra),
+        }
     }
 }

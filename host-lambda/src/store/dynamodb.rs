@@ -214,6 +214,39 @@ impl MetadataStore for DynamoMetadataStore {
         }
     }
 
+    async fn scan(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<ImageRecord>, Option<String>), StoreError> {
+        let start_key = start.map(|id| Self::key(image_pk(&id), "METADATA"));
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("SK = :sk")
+            .expression_attribute_values(":sk", s("METADATA"))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        let records = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(Self::record)
+            .collect::<Result<Vec<_>, _>>()?;
+        // The next page starts after the last item *evaluated* (it may have been filtered).
+        let next = output
+            .last_evaluated_key
+            .and_then(|key| match key.get("PK") {
+                Some(AttributeValue::S(pk)) => pk.strip_prefix("IMAGE#").map(str::to_owned),
+                _ => None,
+            });
+        Ok((records, next))
+    }
+
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
         let version = i64::try_from(record.version).map_err(unavailable)?;
         let result = self

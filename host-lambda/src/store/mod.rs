@@ -128,6 +128,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// A user's images (optionally one album's), newest first: by uploadedAt, then id.
     async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// One page of every record, in no particular order, and where the next page starts
+    /// (`None` at the end): for `verify` (records only here) and `reverse`.
+    async fn scan(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<ImageRecord>, Option<String>), StoreError>;
 
     /// Hold `(user_id, key)` for a new request unless a live (unexpired at `now`) entry
     /// exists, in which case report it. Atomic: of two racing requests, one reserves.

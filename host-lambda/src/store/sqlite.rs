@@ -105,6 +105,27 @@ impl MetadataStore for SqliteMetadataStore {
         }
     }
 
+    async fn scan(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<ImageRecord>, Option<String>), StoreError> {
+        let rows = sqlx::query("SELECT id, record FROM images WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(start.unwrap_or_default())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let records = rows
+            .iter()
+            .map(|r| decode(r.get::<&str, _>(1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = (records.len() == limit)
+            .then(|| records.last().map(|r| r.id.clone()))
+            .flatten();
+        Ok((records, next))
+    }
+
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "INSERT INTO images (id, user_id, album_id, uploaded_at, version, record)
