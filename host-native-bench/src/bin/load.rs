@@ -22,6 +22,9 @@ use tokio::sync::Mutex;
 enum Scenario {
     Api,
     Mixed,
+    /// The seeds' `upload-test-images`: `--uploads` real uploads of corpus photos from
+    /// 100 KB to 10 MB through the legacy gallery API (`/gallery/images`).
+    Gallery,
 }
 
 #[derive(Debug, Parser)]
@@ -312,6 +315,54 @@ async fn api_scenario(args: &Args, client: Arc<Client>) -> anyhow::Result<Vec<Va
     Ok(report)
 }
 
+/// Corpus photos from 100 KB to 10 MB, in name order.
+fn test_images(corpus: &std::path::Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut photos = Vec::new();
+    for entry in std::fs::read_dir(corpus)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let size = std::fs::metadata(&path)?.len();
+        let is_image = [".jpg", ".png", ".webp", ".gif"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        if is_image && (100 * 1024..=10 * 1024 * 1024).contains(&size) {
+            photos.push((name, std::fs::read(&path)?));
+        }
+    }
+    photos.sort();
+    Ok(photos)
+}
+
+async fn gallery_scenario(args: &Args, client: Arc<Client>) -> anyhow::Result<Vec<Value>> {
+    let photos = Arc::new(test_images(&args.corpus)?);
+    if photos.is_empty() {
+        bail!("no corpus photos between 100 KB and 10 MB");
+    }
+    let cl = client.clone();
+    let samples = run_phase(args.uploads, args.concurrency, move |i| {
+        let (cl, photos) = (cl.clone(), photos.clone());
+        async move {
+            let (name, bytes) = &photos[i % photos.len()];
+            let form = Form::new()
+                .part("file", Part::bytes(bytes.clone()).file_name(name.clone()))
+                .text("title", format!("test image {i}"));
+            let request = cl
+                .http
+                .post(format!("{}/gallery/images", cl.url))
+                .bearer_auth(&cl.token)
+                .multipart(form);
+            let (ms, body) = timed(request, 201).await;
+            (ms, body.is_some())
+        }
+    })
+    .await;
+    Ok(vec![samples.summary("gallery_upload")])
+}
+
 /// The production mix: 5 % uploads (corpus photos under the limit), 50 % gets, 25 % lists,
 /// 10 % patches, 10 % deletes — deletes and patches pick from what exists.
 async fn mixed_scenario(args: &Args, client: Arc<Client>) -> anyhow::Result<Vec<Value>> {
@@ -495,6 +546,7 @@ async fn main() -> anyhow::Result<()> {
     let report = match args.scenario {
         Scenario::Api => api_scenario(&args, client).await?,
         Scenario::Mixed => mixed_scenario(&args, client).await?,
+        Scenario::Gallery => gallery_scenario(&args, client).await?,
     };
     let rss = args.server_pid.and_then(hwm_kib);
     println!(
