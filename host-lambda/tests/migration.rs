@@ -536,3 +536,27 @@ async fn a_killed_backfill_resumes_from_its_checkpoint() {
     assert_eq!((verified.total, verified.matched), (2000, 2000));
     assert!(verified.is_clean());
 }
+
+#[tokio::test]
+async fn shadow_reads_serve_postgresql_and_count_differences() {
+    let gallery = Gallery::start("SHADOW_READS=true\nENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
+    let mirrored = gallery.uploads("carol", 1).await;
+    gallery.flip("SHADOW_READS=true\nENABLE_DYNAMODB_DUAL_WRITE=false");
+    let unmirrored = gallery.uploads("carol", 1).await;
+    for id in mirrored.iter().chain(&unmirrored) {
+        let response = gallery
+            .client
+            .get(format!("{}/gallery/images/{id}", gallery.url))
+            .bearer_auth(gallery.token("carol"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let status = gallery.status().await;
+    // Both were read on both sides; only the unmirrored one differed.
+    assert_eq!(status["counters"]["reads"]["image_service/ok"], 1);
+    assert_eq!(status["counters"]["reads"]["image_service/missing"], 1);
+    assert_eq!(status["counters"]["shadowMismatches"], 1);
+    assert_eq!(status["counters"]["reads"]["legacy/ok"], 2);
+}
