@@ -18,6 +18,9 @@ const EBADF: i32 = 8;
 const EFAULT: i32 = 21;
 const EFBIG: i32 = 22;
 const ENOSYS: i32 = 52;
+/// Most iovecs one read or write may name (POSIX's usual IOV_MAX), so a call's host-side
+/// work is bounded whatever the guest passes.
+const IOV_MAX: i32 = 1024;
 
 /// The guest called `proc_exit` with this status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -136,7 +139,7 @@ fn fd_read(
     let memory = memory(&mut caller)?;
     let (data, host) = memory.data_and_store_mut(&mut caller);
     let mut total = 0usize;
-    for i in 0..iovs_len.max(0) {
+    for i in 0..iovs_len.clamp(0, IOV_MAX) {
         let Some((ptr, len)) = iovec(data, iovs, i) else {
             return Ok(EFAULT);
         };
@@ -168,7 +171,7 @@ fn fd_write(
     let memory = memory(&mut caller)?;
     let (data, host) = memory.data_and_store_mut(&mut caller);
     let mut total = 0usize;
-    for i in 0..iovs_len.max(0) {
+    for i in 0..iovs_len.clamp(0, IOV_MAX) {
         let Some((ptr, len)) = iovec(data, iovs, i) else {
             return Ok(EFAULT);
         };
