@@ -4,14 +4,15 @@
 #
 #   deploy/package.sh [--arch x86_64|arm64] [--out DIR]
 #
-# → DIR/imgsvc-lambda-<arch>.zip (DIR defaults to target/lambda/dist), the path printed last.
+# → DIR/imgsvc-lambda-<arch>.zip (DIR defaults to target/lambda/dist), the path printed last,
+# and a copy as DIR/imgsvc-lambda.zip, the one deploy/template.yaml's CodeUri names.
 # README "Deploying to AWS" has the why; in short:
 # - musl, static: the binary then needs nothing from the runtime's glibc (AL2023 has 2.34,
 #   this Debian 12 box 2.36; a glibc build from here can pick up newer symbol versions).
 #   libwebp's and SQLite's C (and aws-lc's) are compiled by musl-gcc (apt: musl-tools).
-# - arm64 (Graviton) uses the same recipe with an aarch64 musl C compiler; Debian 12 has
-#   none in apt (gcc-aarch64-linux-gnu targets glibc only), so --arch arm64 stops and says
-#   so (README "Deploying to AWS": why, and what would make it work).
+# - arm64 (Graviton): Debian 12's apt has no aarch64 musl C compiler, only
+#   gcc-aarch64-linux-gnu, so arm64 is a glibc build (aarch64-unknown-linux-gnu); the script
+#   then refuses a binary that needs any glibc symbol newer than AL2023's 2.34.
 # - `bootstrap` is a two-line sh script running `imgsvc serve`: Lambda starts `bootstrap`
 #   with no arguments, `imgsvc` needs its subcommand, and `serve` switches to the Lambda
 #   runtime when AWS_LAMBDA_RUNTIME_API is set.
@@ -48,13 +49,16 @@ case "$arch" in
     export AR_x86_64_unknown_linux_musl=ar
     ;;
   arm64|aarch64)
-    cat >&2 <<'EOF'
-error: no arm64 build from this machine: Rust's aarch64-unknown-linux-musl target needs an
-aarch64 musl C compiler for libwebp, SQLite and aws-lc, and Debian 12's apt has none
-(gcc-aarch64-linux-gnu links against Debian's glibc 2.36, newer than AL2023's 2.34; musl-tools
-is native only). See README "Deploying to AWS" for what would make it work.
-EOF
-    exit 1
+    arch=arm64
+    target=aarch64-unknown-linux-gnu
+    if ! have_pkg gcc-aarch64-linux-gnu; then
+      say "apt-get install gcc-aarch64-linux-gnu"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null
+    fi
+    export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
     ;;
   *) echo "error: --arch must be x86_64 or arm64" >&2; exit 2 ;;
 esac
@@ -67,16 +71,29 @@ say "cargo build --release -p imgsvc-lambda --target $target (CARGO_TARGET_DIR=$
 cargo build --release --locked -p imgsvc-lambda --bin imgsvc --target "$target"
 
 binary="$CARGO_TARGET_DIR/$target/release/imgsvc"
-# Static, or it would look for a loader the runtime may not have.
-if file "$binary" | grep -q 'dynamically linked'; then
-  echo "error: $binary is dynamically linked" >&2
-  exit 1
-fi
+case "$target" in
+  *-musl)
+    # Static, or it would look for a loader the runtime may not have.
+    if file "$binary" | grep -q 'dynamically linked'; then
+      echo "error: $binary is dynamically linked" >&2
+      exit 1
+    fi
+    strip_tool=strip ;;
+  *-gnu)
+    # provided.al2023 has glibc 2.34: refuse anything that needs a newer symbol version.
+    newest=$(aarch64-linux-gnu-objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -n1)
+    if [ "$(printf '%s\nGLIBC_2.34\n' "$newest" | sort -V | tail -n1)" != GLIBC_2.34 ]; then
+      echo "error: $binary needs $newest; provided.al2023 has glibc 2.34" >&2
+      exit 1
+    fi
+    say "newest glibc symbol version needed: $newest (AL2023: 2.34)"
+    strip_tool=aarch64-linux-gnu-strip ;;
+esac
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 cp "$binary" "$stage/imgsvc"
-strip "$stage/imgsvc"
+"$strip_tool" "$stage/imgsvc"
 cat >"$stage/bootstrap" <<'EOF'
 #!/bin/sh
 exec "${LAMBDA_TASK_ROOT:-$(dirname "$0")}/imgsvc" serve
@@ -87,5 +104,6 @@ mkdir -p "$out"
 zip_path="$(cd "$out" && pwd)/imgsvc-lambda-$arch.zip"
 rm -f "$zip_path"
 (cd "$stage" && zip -q -9 -X "$zip_path" bootstrap imgsvc)
+cp "$zip_path" "$(dirname "$zip_path")/imgsvc-lambda.zip"
 say "$(stat -c %s "$stage/imgsvc") bytes unzipped, $(stat -c %s "$zip_path") bytes zipped"
 echo "$zip_path"
