@@ -60,7 +60,12 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         )
         .into_response()
     };
-    if !plain || content_type(&file).is_none() {
+    if content_type(&file).is_none() {
+        // Not a package file type (every API path): the router's own bare 404, as if this
+        // route weren't here, so "is it routed?" checks still see unrouted API paths.
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if !plain {
         return not_found();
     }
     match tokio::fs::read(preview_dir().join(&file)).await {
@@ -122,6 +127,15 @@ mod tests {
             let response = asset(Path(bad.to_owned())).await;
             assert_eq!(response.status(), StatusCode::NOT_FOUND, "{bad}");
         }
+        let unrouted = asset(Path("metricz".to_owned())).await;
+        assert_eq!(unrouted.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(unrouted.into_body(), 1024)
+            .await
+            .unwrap();
+        assert!(
+            body.is_empty(),
+            "extension-less paths get the router's bare 404"
+        );
         assert_eq!(
             content_type("imgsvc_wasm_bg.wasm"),
             Some("application/wasm")
