@@ -169,6 +169,9 @@ pub async fn state_with(
         staging: adapters.staging,
         url_signer,
         gallery: None,
+        observe: Arc::new(crate::api::observe::Observability::new(
+            crate::lambda::is_lambda(),
+        )),
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),
@@ -187,7 +190,9 @@ pub async fn gallery(
             .await
             .context("connecting to the legacy PostgreSQL database")?,
     );
-    let metrics = Arc::new(crate::migrate::metrics::MigrationMetrics::default());
+    let metrics = Arc::new(crate::migrate::metrics::MigrationMetrics::new(
+        crate::lambda::is_lambda(),
+    ));
     let mirror = Arc::new(crate::migrate::mirror::Mirror {
         legacy: legacy.clone(),
         target: state.metadata.clone(),

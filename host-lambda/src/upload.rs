@@ -39,9 +39,16 @@ pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiErr
                 "the server is shutting down",
             )
         })?;
+    let observe = state.observe.clone();
+    observe.upload_bytes.inc_by(bytes.len() as u64);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        imgsvc_core::process(&bytes, &policy)
+        let started = std::time::Instant::now();
+        let result = imgsvc_core::process(&bytes, &policy);
+        observe
+            .processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
     })
     .await
     .map_err(|e| {

@@ -1286,3 +1286,35 @@ on_both_backends!(
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
 );
+
+#[tokio::test]
+async fn metrics_count_requests_per_operation_and_status() {
+    let server = Server::start(Backend::Embedded).await;
+    let jpeg = small_jpeg();
+    let size = jpeg.len();
+    assert_eq!(
+        server.upload("alice", jpeg, &[]).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        server.get("alice", "/images/nope").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let text = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "imgsvc_requests_total{operation=\"POST /images\",status=\"201\"} 1".to_owned(),
+        "imgsvc_requests_total{operation=\"GET /images/{id}\",status=\"404\"} 1".to_owned(),
+        format!("imgsvc_upload_bytes_total {size}"),
+        "imgsvc_processing_seconds_count 1".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected} not in\n{text}");
+    }
+}

@@ -5,6 +5,7 @@ pub mod error;
 mod files;
 pub mod gallery;
 mod images;
+pub mod observe;
 mod preview;
 pub mod uploads;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub url_signer: Arc<uploads::UrlSigner>,
     /// The legacy gallery and the migration, when a legacy database is configured.
     pub gallery: Option<Arc<gallery::Gallery>>,
+    /// Request counters and histograms (`/metrics`), EMF in Lambda.
+    pub observe: Arc<observe::Observability>,
     /// Image decodes allowed to run at once (see `upload::process`).
     pub processing: Arc<tokio::sync::Semaphore>,
 }
@@ -88,10 +91,15 @@ pub fn router(state: AppState) -> Router {
         .route("/dual-write/status", get(gallery::status))
         .route("/dual-write/health", get(gallery::health))
         .route("/dual-write/metrics", get(gallery::metrics))
+        .route("/metrics", get(observe::metrics))
         .route("/health", get(images::health))
         .route("/openapi.json", get(openapi))
         .route("/", get(preview::index))
         .route("/{file}", get(preview::asset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }
 

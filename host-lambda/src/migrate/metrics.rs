@@ -40,10 +40,18 @@ pub struct MigrationMetrics {
     pub reads: Family<ReadLabels, Counter>,
     pub read_seconds: Family<OriginLabels, Histogram, fn() -> Histogram>,
     pub shadow_mismatches: Counter,
+    /// Also write CloudWatch EMF lines (in Lambda).
+    emf: bool,
 }
 
 impl Default for MigrationMetrics {
     fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl MigrationMetrics {
+    pub fn new(emf: bool) -> Self {
         let mut registry = Registry::with_prefix("imgsvc_migration");
         let mirrors = Family::<OutcomeLabels, Counter>::default();
         let mirror_seconds =
@@ -84,17 +92,33 @@ impl Default for MigrationMetrics {
             reads,
             read_seconds,
             shadow_mismatches,
+            emf,
         }
     }
-}
-
-impl MigrationMetrics {
     pub fn mirror(&self, outcome: &str, seconds: f64) {
         let labels = OutcomeLabels {
             outcome: outcome.to_owned(),
         };
         self.mirrors.get_or_create(&labels).inc();
         self.mirror_seconds.get_or_create(&labels).observe(seconds);
+        if self.emf {
+            let ok = matches!(outcome, "success" | "drained");
+            crate::api::observe::emit_emf(
+                &[(
+                    "Origin",
+                    if outcome.starts_with("drain") {
+                        "drain"
+                    } else {
+                        "request"
+                    },
+                )],
+                &[
+                    ("DualWriteSuccess", f64::from(u8::from(ok)), "Count"),
+                    ("DualWriteFailure", f64::from(u8::from(!ok)), "Count"),
+                    ("DualWriteLatency", seconds * 1000.0, "Milliseconds"),
+                ],
+            );
+        }
     }
 
     pub fn read(&self, origin: &str, outcome: &str, seconds: f64) {
@@ -109,6 +133,16 @@ impl MigrationMetrics {
                 origin: origin.to_owned(),
             })
             .observe(seconds);
+        if self.emf && origin == "image_service" {
+            let fell_back = outcome != "ok";
+            crate::api::observe::emit_emf(
+                &[("Outcome", outcome)],
+                &[
+                    ("ReadImageService", 1.0, "Count"),
+                    ("ReadFallback", f64::from(u8::from(fell_back)), "Count"),
+                ],
+            );
+        }
     }
 
     /// The Prometheus text exposition.
