@@ -189,6 +189,27 @@ impl Gallery {
         .unwrap();
     }
 
+    /// `imgsvc migrate …` on this gallery's database, bucket and table (through the
+    /// emulator directly).
+    fn migrate(&self, data: &std::path::Path, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imgsvc"));
+        command
+            .arg("migrate")
+            .args(args)
+            .env("IMGSVC_LEGACY_DATABASE_URL", &self.db)
+            .env("IMGSVC_S3_BUCKET", &self.name)
+            .env("IMGSVC_DYNAMODB_TABLE", &self.name)
+            .env("IMGSVC_S3_FORCE_PATH_STYLE", "true")
+            .env("IMGSVC_DATA_DIR", data)
+            .env("AWS_ENDPOINT_URL", aws_endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        command
+    }
+
     fn flip(&self, flags: &str) {
         // A different length too, so the change is seen even within one mtime tick.
         std::fs::write(&self.flags, format!("{flags}\n# {}\n", ulid::Ulid::new())).unwrap();
@@ -437,7 +458,14 @@ async fn backfill_racing_dual_write_loses_no_newer_version() {
     // Meanwhile users edit rows through the gallery: 295 rows to version 2, 99 of them to 3,
     // spread over the id range so some land before and some after the backfill passes.
     for round in 0..2 {
-        for i in (1..=5000).step_by(if round == 0 { 17 } else { 51 }) {
+        // The first round walks down from the end, so rows are mirrored at version 2
+        // before the backfill (walking up) reaches them; the second walks up behind it.
+        let ids: Vec<usize> = if round == 0 {
+            (1..5001).step_by(17).rev().collect()
+        } else {
+            (1..=5000).step_by(51).collect()
+        };
+        for i in ids {
             let id = format!("LEGACY{i:08}");
             let user = format!("user-{}", i % 10);
             let version = round + 1;
@@ -484,21 +512,10 @@ async fn a_killed_backfill_resumes_from_its_checkpoint() {
     gallery.seed_rows(2000).await;
     let data = tempfile::tempdir().unwrap();
     let command = |resume: bool| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imgsvc"));
+        let mut command = gallery.migrate(data.path(), &["backfill", "--batch-size", "25"]);
         command
-            .args(["migrate", "backfill", "--batch-size", "25", "--rate", "500"])
-            .args(resume.then_some("--resume"))
-            .env("IMGSVC_LEGACY_DATABASE_URL", &gallery.db)
-            .env("IMGSVC_S3_BUCKET", &gallery.name)
-            .env("IMGSVC_DYNAMODB_TABLE", &gallery.name)
-            .env("IMGSVC_S3_FORCE_PATH_STYLE", "true")
-            .env("IMGSVC_DATA_DIR", data.path())
-            .env("AWS_ENDPOINT_URL", aws_endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            .args(["--rate", "500"])
+            .args(resume.then_some("--resume"));
         command
     };
     let legacy = gallery.state.gallery.clone().unwrap().legacy.clone();
@@ -559,4 +576,59 @@ async fn shadow_reads_serve_postgresql_and_count_differences() {
     assert_eq!(status["counters"]["reads"]["image_service/missing"], 1);
     assert_eq!(status["counters"]["shadowMismatches"], 1);
     assert_eq!(status["counters"]["reads"]["legacy/ok"], 2);
+}
+
+#[tokio::test]
+async fn verify_finds_drift_reconcile_repairs_it_and_reverse_restores_postgresql() {
+    let gallery = Gallery::start("").await;
+    gallery.seed_rows(60).await;
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| gallery.migrate(data.path(), args).output().unwrap();
+    assert!(run(&["backfill"]).status.success());
+    assert_eq!(run(&["verify", "--all"]).status.code(), Some(0));
+
+    // Drift: a record missing, one edited behind the migration's back, one with no row.
+    let target = &gallery.state.metadata;
+    target.delete("LEGACY00000001").await.unwrap();
+    let mut drifted = target.get("LEGACY00000002").await.unwrap().unwrap();
+    drifted.title = Some("changed in DynamoDB".into());
+    target.update(&drifted, drifted.version).await.unwrap();
+    let mut stray = target.get("LEGACY00000003").await.unwrap().unwrap();
+    stray.id = "STRAY".into();
+    target.put_if_newer(&stray).await.unwrap();
+
+    let report_path = data.path().join("verify.json");
+    let verify = run(&["verify", "--report", report_path.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["missing"], json!(["LEGACY00000001"]));
+    assert_eq!(report["mismatched"][0]["id"], "LEGACY00000002");
+    let fields: Vec<&str> = report["mismatched"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"title"), "{fields:?}");
+    assert_eq!(report["onlyInImageService"], json!(["STRAY"]));
+
+    assert_eq!(run(&["reconcile"]).status.code(), Some(0));
+    assert_eq!(run(&["verify", "--since", "1d"]).status.code(), Some(0));
+    assert_eq!(run(&["verify"]).status.code(), Some(0));
+
+    // Rollback: rows lost from PostgreSQL come back from the Image Service.
+    let pool = sqlx::PgPool::connect(&gallery.db).await.unwrap();
+    sqlx::query("DELETE FROM gallery_images WHERE id IN ('LEGACY00000010', 'LEGACY00000011')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(run(&["verify"]).status.code(), Some(1));
+    let reverse = run(&["reverse"]);
+    assert!(reverse.status.success());
+    let line: Value = serde_json::from_slice(&reverse.stdout).unwrap();
+    assert_eq!(
+        (line["copied"].as_i64(), line["alreadyCurrent"].as_i64()),
+        (Some(2), Some(58))
+    );
+    assert_eq!(run(&["verify"]).status.code(), Some(0));
 }

@@ -41,9 +41,12 @@ pub enum MigrateCommand {
     /// Compare every legacy row with its Image Service record. Exit 0 on a 100 % match,
     /// 1 on mismatches or missing records, 2 when it could not run.
     Verify {
-        /// Only rows updated within this many seconds (default: all rows).
+        /// Only rows updated within this long (`1h`, `30m`, `2d`).
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "all")]
+        since: Option<std::time::Duration>,
+        /// Every row (the default).
         #[arg(long)]
-        since_seconds: Option<i64>,
+        all: bool,
         /// Write the full report (every missing id and mismatched field) here as JSON.
         #[arg(long)]
         report: Option<std::path::PathBuf>,
@@ -175,11 +178,11 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
             Ok(u8::from(depth > 0))
         }
         MigrateCommand::Verify {
-            since_seconds,
+            since,
+            all: _,
             report,
         } => {
-            let since =
-                since_seconds.map(|s| time::OffsetDateTime::now_utc() - time::Duration::seconds(s));
+            let since = since.map(|ago| time::OffsetDateTime::now_utc() - ago);
             let mut next_progress = 100;
             let result = crate::migrate::verify::verify(
                 &gallery.legacy,
