@@ -8,7 +8,9 @@ claims, and check the answers. Prints one JSON summary (cold start, per-event la
         [--zip target/lambda/dist/imgsvc-lambda-x86_64.zip] [--endpoint http://127.0.0.1:5055]
 
 Without --endpoint it starts moto from scripts/test's venv on a free port. Needs boto3 (in
-that venv). Release check, not CI: it needs the zip (deploy/package.sh).
+that venv). Release check, not CI: it needs the zip (deploy/package.sh). An arm64 zip runs
+under qemu (apt qemu-user) with --runner "qemu-aarch64 -L /usr/aarch64-linux-gnu": the
+runner starts `imgsvc serve` itself, as `bootstrap` would.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zip", default=str(ROOT / "target/lambda/dist/imgsvc-lambda-x86_64.zip"))
     parser.add_argument("--endpoint", help="S3 + DynamoDB emulator (default: start moto)")
+    parser.add_argument("--runner", help="command prefix for a foreign architecture, e.g. qemu-aarch64 -L /usr/aarch64-linux-gnu")
     args = parser.parse_args()
 
     import boto3  # moto's venv has it
@@ -189,7 +192,10 @@ def main() -> int:
         }
         log = open(work / "function.log", "wb")
         started = time.monotonic()
-        process = subprocess.Popen([str(task / "bootstrap")], cwd=task, env=env, stdout=log, stderr=subprocess.STDOUT)
+        command = [str(task / "bootstrap")]
+        if args.runner:
+            command = args.runner.split() + [str(task / "imgsvc"), "serve"]
+        process = subprocess.Popen(command, cwd=task, env=env, stdout=log, stderr=subprocess.STDOUT)
 
         photo = PHOTO.read_bytes()
         boundary = "smokeBoundary"
@@ -204,7 +210,7 @@ def main() -> int:
                                    content_type=f"multipart/form-data; boundary={boundary}"), 201),
             ("GET /images", event("GET", "/images", "limit=5", sub="smoke"), 200),
         ]
-        report = {"zip": args.zip, "zipBytes": os.path.getsize(args.zip), "steps": []}
+        report = {"zip": args.zip, "zipBytes": os.path.getsize(args.zip), "runner": args.runner, "steps": []}
         image_id = None
         for i, (name, payload, expected) in enumerate(steps):
             request_id = f"req-{i}"
