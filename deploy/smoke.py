@@ -2,7 +2,7 @@
 """Run the Lambda zip the way Lambda runs it, on this machine: unpack it, start `bootstrap`
 with a clean Lambda-like environment against a stand-in Runtime API (this script) and an
 S3 + DynamoDB emulator (moto), feed it API Gateway HTTP API (v2) events with JWT-authorizer
-claims, and check the answers. Prints one JSON summary (cold start, per-event latency).
+claims, and check the answers and the CloudWatch EMF lines the template's alarms read. Prints one JSON summary (cold start, per-event latency).
 
     ~/.cache/imgsvc/moto-5.2.5/bin/python deploy/smoke.py \
         [--zip target/lambda/dist/imgsvc-lambda-x86_64.zip] [--endpoint http://127.0.0.1:5055]
@@ -246,6 +246,27 @@ def main() -> int:
         except OSError:
             pass
         report["peakRssMiB"] = rss
+        # The EMF lines the template's alarms read (names and dimension sets: its header).
+        time.sleep(0.2)
+        emf = {}
+        for line in (work / "function.log").read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(doc, dict) or "_aws" not in doc:
+                continue
+            for directive in doc["_aws"]["CloudWatchMetrics"]:
+                assert directive["Namespace"] == "imgsvc", directive
+                for metric in directive["Metrics"]:
+                    for dims in directive["Dimensions"]:
+                        emf.setdefault(metric["Name"], set()).add(
+                            tuple(f"{d}={doc[d]}" for d in dims))
+        for name in ("Requests", "Errors", "RequestLatency"):
+            seen = emf.get(name, set())
+            for operation in ("GET /health", "POST /images", "GET /images"):
+                assert (f"Operation={operation}",) in seen, (name, operation, sorted(seen))
+        report["emfMetrics"] = sorted(emf)
         print(json.dumps(report))
         return 0
     finally:
