@@ -132,14 +132,17 @@ impl FromRequestParts<AppState> for Caller {
                 state.auth.verify(header)?
             }
         };
-        match parts.headers.get(crate::auth::ON_BEHALF_OF) {
-            None => Ok(caller),
+        let caller = match parts.headers.get(crate::auth::ON_BEHALF_OF) {
+            None => caller,
             Some(value) => {
                 let user_id = value.to_str().map_err(|_| {
                     ApiError::bad_request("invalid_field", "X-On-Behalf-Of must be a user id")
                 })?;
-                Ok(caller.on_behalf_of(user_id)?)
+                caller.on_behalf_of(user_id)?
             }
-        }
+        };
+        // The request's span (see `observe`) logs who it was for.
+        tracing::Span::current().record("userId", caller.user_id.as_str());
+        Ok(caller)
     }
 }

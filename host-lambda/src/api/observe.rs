@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tracing::Instrument;
 
 use super::AppState;
 
@@ -159,7 +160,15 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .map(str::to_owned)
         .or_else(|| lambda_request_id(&request))
         .unwrap_or_else(|| ulid::Ulid::new().to_string());
-    let response = next.run(request).await;
+    // Every log line of the request carries its id and operation; the caller's user id is
+    // recorded into the span once authentication knows it (see `Caller`'s extractor).
+    let span = tracing::info_span!(
+        "request",
+        requestId = %request_id,
+        operation = %operation,
+        userId = tracing::field::Empty
+    );
+    let response = next.run(request).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     state.observe.record(&operation, status, seconds);
@@ -170,7 +179,9 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     } else {
         "error"
     };
-    tracing::info!(requestId = %request_id, operation = %operation, status, outcome, latencyMs = seconds * 1000.0, "request");
+    span.in_scope(|| {
+        tracing::info!(status, outcome, latencyMs = seconds * 1000.0, "request");
+    });
     response
 }
 
