@@ -24,7 +24,7 @@ use crate::migrate::mapping::{compare, record_of, row_of};
 use crate::migrate::metrics::MigrationMetrics;
 use crate::migrate::mirror::Mirror;
 use crate::record::ImageRecord;
-use crate::store::{ListPosition, ListQuery, StoreError};
+use crate::store::{ListQuery, StoreError};
 use crate::upload;
 
 /// The migration's moving parts, present when a legacy database is configured.
@@ -248,7 +248,7 @@ pub async fn list_images(
                 .zip(b)
                 .all(|(a, b)| row_of(a).is_ok_and(|row| compare(&row, b).is_empty()))
     };
-    let mut items = routed_read(
+    let items = routed_read(
         gallery,
         &flags,
         &caller,
@@ -259,21 +259,13 @@ pub async fn list_images(
     )
     .await?
     .unwrap_or_default();
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|last| {
-            let position = ListPosition {
-                uploaded_at: last.uploaded_at.clone(),
-                id: last.id.clone(),
-            };
-            state
-                .cursors
-                .encode(&position, &caller.user_id, album_id.as_deref())
-        })
-    } else {
-        None
-    };
-    Ok(Json(json!({ "items": items, "nextCursor": next_cursor })))
+    Ok(Json(super::images::page(
+        &state,
+        &caller,
+        album_id.as_deref(),
+        items,
+        limit,
+    )))
 }
 
 /// `PATCH /gallery/images/{id}`: versioned like `PATCH /images/{id}`, on PostgreSQL.

@@ -370,7 +370,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let (limit, album_id, after) = params.validated(&state, &caller)?;
     // One extra row tells whether another page exists.
-    let mut items = state
+    let items = state
         .metadata
         .list(ListQuery {
             user_id: &caller.user_id,
@@ -379,6 +379,24 @@ pub async fn list(
             limit: limit + 1,
         })
         .await?;
+    Ok(Json(page(
+        &state,
+        &caller,
+        album_id.as_deref(),
+        items,
+        limit,
+    )))
+}
+
+/// A listing page from up to `limit + 1` items (the extra one says another page exists):
+/// `{items, nextCursor}`, the cursor signed for this user and album.
+pub(super) fn page(
+    state: &AppState,
+    caller: &Caller,
+    album_id: Option<&str>,
+    mut items: Vec<ImageRecord>,
+    limit: usize,
+) -> Value {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|last| {
@@ -386,14 +404,12 @@ pub async fn list(
                 uploaded_at: last.uploaded_at.clone(),
                 id: last.id.clone(),
             };
-            state
-                .cursors
-                .encode(&position, &caller.user_id, album_id.as_deref())
+            state.cursors.encode(&position, &caller.user_id, album_id)
         })
     } else {
         None
     };
-    Ok(Json(json!({ "items": items, "nextCursor": next_cursor })))
+    json!({ "items": items, "nextCursor": next_cursor })
 }
 
 /// `PATCH /images/{id}`: `title`, `tags`, `albumId`; the current `version` in the body or
