@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::images::{ListParams, now, parse_patch, read_upload_form, version_etag};
+use super::images::{ListParams, now, owned, parse_patch, read_upload_form, version_etag};
 use crate::auth::Caller;
 use crate::migrate::flags::{FlagSource, Flags};
 use crate::migrate::legacy::{LegacyPosition, LegacyStore};
@@ -152,13 +152,6 @@ where
         tracing::debug!(userId = %caller.user_id, operation, route = "legacy", "read routed");
     }
     Ok(answer)
-}
-
-fn owned(record: ImageRecord, caller: &Caller) -> Result<ImageRecord, ApiError> {
-    if record.user_id != caller.user_id && !caller.is_service {
-        return Err(ApiError::forbidden());
-    }
-    Ok(record)
 }
 
 /// `GET /gallery/images/{id}`.

@@ -299,6 +299,11 @@ async fn owned_record(
         .get(id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    owned(record, caller)
+}
+
+/// The record if the caller may see it (its owner, or a service): else 403.
+pub(super) fn owned(record: ImageRecord, caller: &Caller) -> Result<ImageRecord, ApiError> {
     if record.user_id != caller.user_id && !caller.is_service {
         return Err(ApiError::forbidden());
     }

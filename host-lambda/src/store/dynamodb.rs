@@ -152,29 +152,51 @@ impl DynamoMetadataStore {
             .map_err(|e| unavailable(e.into_service_error()))?;
         Ok(output.item)
     }
+
+    /// Put the record's item if `condition` holds: true when written, false when the
+    /// condition failed. (`:v` in the condition is bound to `value`, when given.)
+    async fn put_record_if(
+        &self,
+        record: &ImageRecord,
+        condition: &str,
+        value: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let value = value
+            .map(|v| i64::try_from(v).map(n).map_err(unavailable))
+            .transpose()?;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(record)?))
+            .condition_expression(condition);
+        if let Some(value) = value {
+            request = request.expression_attribute_values(":v", value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let error = error.into_service_error();
+                if error.is_conditional_check_failed_exception() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(error))
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl MetadataStore for DynamoMetadataStore {
     async fn create(&self, record: &ImageRecord) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
-                    Err(StoreError::AlreadyExists)
-                } else {
-                    Err(unavailable(error))
-                }
-            }
+        if self
+            .put_record_if(record, "attribute_not_exists(PK)", None)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists)
         }
     }
 
@@ -187,30 +209,21 @@ impl MetadataStore for DynamoMetadataStore {
 
     async fn update(&self, record: &ImageRecord, expected_version: u64) -> Result<(), StoreError> {
         // The whole item is replaced so the index attributes follow the record (album moves).
-        let expected = i64::try_from(expected_version).map_err(unavailable)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression("attribute_exists(PK) AND version = :expected")
-            .expression_attribute_values(":expected", n(expected))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let error = error.into_service_error();
-                if !error.is_conditional_check_failed_exception() {
-                    return Err(unavailable(error));
-                }
-                match self.get(&record.id).await? {
-                    Some(current) => Err(StoreError::VersionConflict {
-                        current: current.version,
-                    }),
-                    None => Err(StoreError::NotFound),
-                }
-            }
+        let written = self
+            .put_record_if(
+                record,
+                "attribute_exists(PK) AND version = :v",
+                Some(expected_version),
+            )
+            .await?;
+        if written {
+            return Ok(());
+        }
+        match self.get(&record.id).await? {
+            Some(current) => Err(StoreError::VersionConflict {
+                current: current.version,
+            }),
+            None => Err(StoreError::NotFound),
         }
     }
 
@@ -248,27 +261,12 @@ impl MetadataStore for DynamoMetadataStore {
     }
 
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
-        let version = i64::try_from(record.version).map_err(unavailable)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression("attribute_not_exists(PK) OR version < :version")
-            .expression_attribute_values(":version", n(version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
-                    Ok(false)
-                } else {
-                    Err(unavailable(error))
-                }
-            }
-        }
+        self.put_record_if(
+            record,
+            "attribute_not_exists(PK) OR version < :v",
+            Some(record.version),
+        )
+        .await
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
