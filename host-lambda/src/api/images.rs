@@ -209,9 +209,18 @@ async fn create_image(
 /// is refused the moment it passes the limit.
 pub(super) async fn read_upload_form(
     state: &AppState,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Result<(Bytes, UploadFields), ApiError> {
     let limit = usize::try_from(state.policy.max_input_bytes).unwrap_or(usize::MAX);
+    read_upload_fields(multipart, limit).await
+}
+
+/// The fields of an upload form (`file`, `albumId`, `title`, `tags`), validated, with the
+/// file refused once it passes `limit` bytes. No state: the fuzz target drives it directly.
+pub async fn read_upload_fields(
+    mut multipart: Multipart,
+    limit: usize,
+) -> Result<(Bytes, UploadFields), ApiError> {
     let mut file: Option<Bytes> = None;
     let mut fields = UploadFields::default();
     let mut raw_tags: Vec<String> = Vec::new();
@@ -442,10 +451,7 @@ pub async fn update(
 
 /// The version a PATCH expects: from the body or `If-Match` (which must agree); 428 when
 /// neither is given.
-pub(super) fn expected_version(
-    body_version: Option<u64>,
-    headers: &HeaderMap,
-) -> Result<u64, ApiError> {
+pub fn expected_version(body_version: Option<u64>, headers: &HeaderMap) -> Result<u64, ApiError> {
     let header_version = headers
         .get(header::IF_MATCH)
         .map(|v| {
@@ -474,7 +480,7 @@ pub(super) fn expected_version(
 
 /// A PATCH body: a JSON object with only `title`, `tags`, `albumId` and `version`; `null`
 /// clears `title` and `albumId`.
-pub(super) fn parse_patch(body: &[u8]) -> Result<(Editable, Option<u64>), ApiError> {
+pub fn parse_patch(body: &[u8]) -> Result<(Editable, Option<u64>), ApiError> {
     let invalid = |detail: &str| ApiError::bad_request("invalid_body", detail.to_owned());
     let value: Value =
         serde_json::from_slice(body).map_err(|e| invalid(&format!("invalid JSON: {e}")))?;

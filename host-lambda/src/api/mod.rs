@@ -5,6 +5,8 @@ pub mod error;
 mod files;
 pub mod gallery;
 mod images;
+// The request parsers, for the fuzz targets (fuzz/).
+pub use images::{expected_version, parse_patch, read_upload_fields};
 pub mod observe;
 mod preview;
 pub mod uploads;
@@ -111,6 +113,33 @@ async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
+/// The caller from a request's headers: `authorized` (the trusted authorizer's claims) or
+/// else the `Authorization: Bearer …` token, then `X-On-Behalf-Of` applied.
+pub fn header_caller(
+    auth: &Authenticator,
+    headers: &axum::http::HeaderMap,
+    authorized: Option<Caller>,
+) -> Result<Caller, ApiError> {
+    let caller = match authorized {
+        Some(caller) => caller,
+        None => {
+            let header = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            auth.verify(header)?
+        }
+    };
+    match headers.get(crate::auth::ON_BEHALF_OF) {
+        None => Ok(caller),
+        Some(value) => {
+            let user_id = value.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_field", "X-On-Behalf-Of must be a user id")
+            })?;
+            Ok(caller.on_behalf_of(user_id)?)
+        }
+    }
+}
+
 /// The authenticated caller, from `Authorization: Bearer …` (or the trusted authorizer's
 /// claims), acting for the user in `X-On-Behalf-Of` when it is a service.
 impl FromRequestParts<AppState> for Caller {
@@ -122,25 +151,7 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             None
         };
-        let caller = match authorized {
-            Some(caller) => caller,
-            None => {
-                let header = parts
-                    .headers
-                    .get(axum::http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                state.auth.verify(header)?
-            }
-        };
-        let caller = match parts.headers.get(crate::auth::ON_BEHALF_OF) {
-            None => caller,
-            Some(value) => {
-                let user_id = value.to_str().map_err(|_| {
-                    ApiError::bad_request("invalid_field", "X-On-Behalf-Of must be a user id")
-                })?;
-                caller.on_behalf_of(user_id)?
-            }
-        };
+        let caller = header_caller(&state.auth, &parts.headers, authorized)?;
         // The request's span (see `observe`) logs who it was for.
         tracing::Span::current().record("userId", caller.user_id.as_str());
         Ok(caller)

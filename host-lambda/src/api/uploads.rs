@@ -280,7 +280,7 @@ async fn replay_completed(
 }
 
 /// The optional JSON body of `complete`: `albumId`, `title`, `tags`.
-fn parse_fields(body: &[u8]) -> Result<UploadFields, ApiError> {
+pub fn parse_fields(body: &[u8]) -> Result<UploadFields, ApiError> {
     let mut fields = UploadFields::default();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(fields);

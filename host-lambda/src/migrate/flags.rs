@@ -98,6 +98,20 @@ impl Flags {
         Ok(flags)
     }
 
+    /// Flags from a flags file's text: `KEY=value` lines (`#` comments; the last line for
+    /// a key wins), validated as `from_lookup` does.
+    pub fn from_file_text(text: &str) -> Result<Flags, FlagError> {
+        Flags::from_lookup(|name| {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .filter(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_owned())
+                .next_back()
+        })
+    }
+
     /// Whether `user_id`'s reads go to the Image Service.
     pub fn reads_from_image_service(&self, user_id: &str) -> bool {
         self.use_image_service && RolloutPolicy::includes(self.rollout_percentage, user_id)
@@ -167,16 +181,7 @@ impl FileFlags {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let flags = Flags::from_lookup(|name| {
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split_once('='))
-                .filter(|(k, _)| k.trim() == name)
-                .map(|(_, v)| v.trim().to_owned())
-                .next_back()
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        let flags = Flags::from_file_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok((modified, flags))
     }
 }
