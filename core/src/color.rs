@@ -17,6 +17,12 @@ pub(crate) struct ToSrgb {
     rgba: Arc<Transform8BitExecutor>,
 }
 
+impl std::fmt::Debug for ToSrgb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToSrgb")
+    }
+}
+
 impl ToSrgb {
     /// Build the transform for an embedded profile. `None` when there is nothing to do or
     /// the profile can't be used: an unparseable or non-RGB profile is ignored, as browsers

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod lambda;
 pub mod local;
 pub mod migrate;
+pub mod pipeline;
 pub mod record;
 pub mod store;
 pub mod upload;

@@ -3,10 +3,11 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use imgsvc_core::Processed;
+use imgsvc_core::{Processed, Stage};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
+use crate::pipeline;
 use crate::record::{self, DISPLAY_QUALITY, ImageRecord};
 
 /// Objects are immutable (a new upload gets a new id), so caches may keep them for a year.
@@ -41,13 +42,27 @@ pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiErr
         })?;
     let observe = state.observe.clone();
     observe.upload_bytes.inc_by(bytes.len() as u64);
+    // The request's span (request id, user id) follows the work onto the blocking pool.
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _span = span.enter();
         let started = std::time::Instant::now();
-        let result = imgsvc_core::process(&bytes, &policy);
-        observe
-            .processing_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let (result, stages) =
+            pipeline::process_timed(&bytes, &policy, pipeline::machine_is_parallel());
+        let total = started.elapsed();
+        observe.record_processing(total, &stages);
+        let ms = |stage| stages.get(stage).as_secs_f64() * 1000.0;
+        tracing::info!(
+            outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+            total_ms = total.as_secs_f64() * 1000.0,
+            decode_ms = ms(Stage::Decode),
+            display_ms = ms(Stage::Display),
+            thumbnail_ms = ms(Stage::Thumbnail),
+            encode_display_ms = ms(Stage::EncodeDisplay),
+            encode_thumbnail_ms = ms(Stage::EncodeThumbnail),
+            "image processed"
+        );
         result
     })
     .await

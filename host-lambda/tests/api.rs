@@ -1314,6 +1314,11 @@ async fn metrics_count_requests_per_operation_and_status() {
         "imgsvc_requests_total{operation=\"GET /images/{id}\",status=\"404\"} 1".to_owned(),
         format!("imgsvc_upload_bytes_total {size}"),
         "imgsvc_processing_seconds_count 1".to_owned(),
+        "imgsvc_processing_stage_seconds_count{stage=\"decode\"} 1".to_owned(),
+        "imgsvc_processing_stage_seconds_count{stage=\"display\"} 1".to_owned(),
+        "imgsvc_processing_stage_seconds_count{stage=\"thumbnail\"} 1".to_owned(),
+        "imgsvc_processing_stage_seconds_count{stage=\"encode_display\"} 1".to_owned(),
+        "imgsvc_processing_stage_seconds_count{stage=\"encode_thumbnail\"} 1".to_owned(),
     ] {
         assert!(text.contains(&expected), "{expected} not in\n{text}");
     }

@@ -3,7 +3,7 @@
 //! operation and status for `GET /metrics` (Prometheus), and, in Lambda, the same as
 //! CloudWatch Embedded Metric Format lines on stdout (namespace `imgsvc`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -13,14 +13,21 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use imgsvc_core::Stage;
 use tracing::Instrument;
 
 use super::AppState;
+use crate::pipeline::StageTimes;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     operation: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,7 +47,9 @@ pub struct Observability {
     /// Bytes of uploads accepted (the originals, before processing).
     pub upload_bytes: Counter,
     /// Time in the core per upload (decode, orient, resize, encode).
-    pub processing_seconds: Histogram,
+    processing_seconds: Histogram,
+    /// Time per pipeline stage (`imgsvc_core::Stage`); the two encodes overlap in time.
+    stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     /// Write CloudWatch EMF lines (in Lambda).
     pub emf: bool,
 }
@@ -53,6 +62,11 @@ impl Observability {
             Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let upload_bytes = Counter::default();
         let processing_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let stage_seconds =
+            Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                // 1 ms … ~4 s.
+                Histogram::new(exponential_buckets(0.001, 2.0, 13))
+            });
         registry.register(
             "requests",
             "HTTP requests by operation and status",
@@ -73,12 +87,18 @@ impl Observability {
             "Time in the image pipeline per upload",
             processing_seconds.clone(),
         );
+        registry.register(
+            "processing_stage_seconds",
+            "Time in each stage of the image pipeline (the display and thumbnail encodes overlap)",
+            stage_seconds.clone(),
+        );
         Observability {
             registry,
             requests,
             seconds,
             upload_bytes,
             processing_seconds,
+            stage_seconds,
             emf,
         }
     }
@@ -107,6 +127,26 @@ impl Observability {
         }
     }
 
+    /// One upload's time in the core, in total and per stage.
+    pub fn record_processing(&self, total: Duration, stages: &StageTimes) {
+        self.processing_seconds.observe(total.as_secs_f64());
+        for (stage, time) in stages.iter().filter(|(_, time)| !time.is_zero()) {
+            self.stage_seconds
+                .get_or_create(&StageLabels {
+                    stage: stage.name(),
+                })
+                .observe(time.as_secs_f64());
+        }
+        if self.emf {
+            let metrics: Vec<(&str, f64, &str)> = std::iter::once(("ProcessingLatency", total))
+                .chain(stages.iter().map(|(stage, time)| (stage_metric(stage), time)))
+                .filter(|(_, time)| !time.is_zero())
+                .map(|(name, time)| (name, time.as_secs_f64() * 1000.0, "Milliseconds"))
+                .collect();
+            emit_emf(&[], &metrics);
+        }
+    }
+
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -118,6 +158,17 @@ impl Observability {
 
 /// One CloudWatch Embedded Metric Format line on stdout (Lambda ships stdout to CloudWatch
 /// Logs, which extracts the metrics): namespace `imgsvc`.
+/// The EMF metric name of a stage's time.
+fn stage_metric(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Decode => "ProcessingDecodeLatency",
+        Stage::Display => "ProcessingDisplayLatency",
+        Stage::Thumbnail => "ProcessingThumbnailLatency",
+        Stage::EncodeDisplay => "ProcessingEncodeDisplayLatency",
+        Stage::EncodeThumbnail => "ProcessingEncodeThumbnailLatency",
+    }
+}
+
 pub fn emit_emf(dimensions: &[(&str, &str)], metrics: &[(&str, f64, &str)]) {
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let mut line = serde_json::Map::new();
