@@ -1,0 +1,3 @@
+#![no_main]
+// The check lives in imgsvc_fuzz::flags (replayed on stable by fuzz/tests/replay.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| imgsvc_fuzz::flags::check(data));

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# CI smoke of every fuzz target (scripts/test runs it): build the libFuzzer binaries
+# (nightly, products kept in ~/.cache/imgsvc/fuzz-target), then run each target for
+# SECONDS (default 8) from its seeds in a throwaway corpus, with the same limits as the long
+# runs. Fails on any crash, timeout or memory-limit breach, printing the input to replay:
+#   cargo +nightly fuzz run --fuzz-dir fuzz/libfuzzer -s none <target> <input>
+#   (or commit it under fuzz/regressions/<target>/ and run the stable replay test)
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+seconds=${1:-${IMGSVC_FUZZ_SMOKE_SECONDS:-8}}
+
+fuzz_ensure_tools
+started=$(date +%s)
+fuzz_build
+built=$(date +%s)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failed=()
+for target in "${FUZZ_TARGETS[@]}"; do
+  mkdir -p "$work/$target/corpus" "$work/$target/artifacts"
+  log="$work/$target/log"
+  # shellcheck disable=SC2046
+  if "$(fuzz_binary "$target")" $(fuzz_flags "$target") -max_total_time="$seconds" \
+    -print_final_stats=1 -artifact_prefix="$work/$target/artifacts/" \
+    "$work/$target/corpus" $(fuzz_seed_dirs "$target") >"$log" 2>&1; then
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n1)
+    printf '  %-10s ok, %s execs in %ss\n' "$target" "${execs:-?}" "$seconds"
+  else
+    failed+=("$target")
+    echo "  $target FAILED:" >&2
+    tail -n 40 "$log" >&2
+    mkdir -p "$FUZZ_ARTIFACTS/$target"
+    cp "$work/$target/artifacts/"* "$FUZZ_ARTIFACTS/$target/" 2>/dev/null || true
+    echo "  inputs kept in $FUZZ_ARTIFACTS/$target/" >&2
+  fi
+done
+echo "fuzz smoke: build $((built - started))s, runs $(($(date +%s) - built))s"
+[ ${#failed[@]} -eq 0 ] || { echo "fuzz smoke failed: ${failed[*]}" >&2; exit 1; }
