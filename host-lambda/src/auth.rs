@@ -181,13 +181,18 @@ impl Authenticator {
     /// `kid`, any key of its algorithm).
     fn verify_public(&self, token: &str, header: &Header) -> Result<Claims, AuthError> {
         let mut validation = Self::validation(header.alg);
+        // A configured issuer or audience must be present, not just match when present.
+        let mut required = vec!["exp", "sub"];
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
         if let Some(audience) = &self.audience {
             validation.set_audience(&[audience]);
             validation.validate_aud = true;
+            required.push("aud");
         }
+        validation.set_required_spec_claims(&required);
         let mut last = AuthError::Invalid(format!("no configured key for {:?}", header.alg));
         let candidates = self.public_keys.iter().filter(|key| {
             key.algorithm == header.alg
@@ -305,6 +310,18 @@ mod tests {
                 auth.verify(Some(&rs256(Some("test-key-1"), &claims)))
                     .is_err(),
                 "{field}"
+            );
+        }
+        // A configured issuer or audience is required, not only checked when present.
+        for field in ["iss", "aud"] {
+            let mut claims = good.clone();
+            if let Some(object) = claims.as_object_mut() {
+                object.remove(field);
+            }
+            assert!(
+                auth.verify(Some(&rs256(Some("test-key-1"), &claims)))
+                    .is_err(),
+                "token without {field} accepted"
             );
         }
         // The service's own HS256 tokens still verify beside the JWKS.
