@@ -5,9 +5,9 @@
 //! environment are empty. Every other `wasi_snapshot_preview1` import the module declares is
 //! linked to a stub answering `ENOSYS`, so the guest can't reach anything else.
 
-use wasmtime::{
-    Caller, Engine, Error, Extern, ExternType, Linker, Module, Result, StoreLimits, Val,
-};
+use wasmtime::{Caller, Engine, Error, Extern, ExternType, Linker, Module, Result, Val};
+
+use crate::CapLimiter;
 
 const WASI: &str = "wasi_snapshot_preview1";
 const STDERR_CAP: usize = 64 * 1024;
@@ -33,11 +33,11 @@ pub(crate) struct Host {
     pub(crate) stdout: Vec<u8>,
     max_stdout: usize,
     pub(crate) stderr: Vec<u8>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: CapLimiter,
 }
 
 impl Host {
-    pub(crate) fn new(stdin: Vec<u8>, max_stdout: usize, limits: StoreLimits) -> Host {
+    pub(crate) fn new(stdin: Vec<u8>, max_stdout: usize, limits: CapLimiter) -> Host {
         Host {
             stdin,
             read: 0,

@@ -207,11 +207,57 @@ fn limits_end_a_call_with_an_error_not_a_crash() {
     )
     .unwrap();
     let err = starved.process(&photo, &Policy::default()).unwrap_err();
-    assert!(
-        matches!(err, SandboxError::Trap(_) | SandboxError::Exit { .. }),
-        "{err:?}"
+    assert_eq!(
+        err,
+        SandboxError::MemoryLimit {
+            limit_bytes: 4 << 20
+        }
     );
-    assert_eq!(err.code(), "internal");
+    assert_eq!(err.code(), "memory_limit");
+    // Enough to start, not enough for a 13 Mpx photo's 40 MB of pixels: the decode's
+    // allocation failure (an abort, i.e. a trap, in the guest) is the memory cap too.
+    let cramped = Sandbox::with_limits(
+        guest(),
+        Limits {
+            max_memory_bytes: 24 << 20,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let dragonfly =
+        std::fs::read(repo_root().join("../shared/corpus/exif6_lomiri16_Dragonfly.jpg")).unwrap();
+    let err = cramped.process(&dragonfly, &Policy::default()).unwrap_err();
+    assert_eq!(err.code(), "memory_limit", "{err:?}");
+    // A deadline far shorter than the decode: interrupted, typed, and no worse for wear.
+    let hurried = Sandbox::with_limits(
+        guest(),
+        Limits {
+            timeout: Some(std::time::Duration::from_millis(1)),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let err = hurried.process(&photo, &Policy::default()).unwrap_err();
+    assert_eq!(
+        err,
+        SandboxError::Timeout {
+            after: std::time::Duration::from_millis(1)
+        }
+    );
+    assert_eq!(err.code(), "processing_timeout");
+    // A generous deadline changes nothing about the output.
+    let patient = Sandbox::with_limits(
+        guest(),
+        Limits {
+            timeout: Some(std::time::Duration::from_secs(300)),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        patient.process(&photo, &Policy::default()).unwrap(),
+        imgsvc_core::process(&photo, &Policy::default()).unwrap()
+    );
     let fuelless = Sandbox::with_limits(
         guest(),
         Limits {
