@@ -42,6 +42,11 @@ UNSET = {
     "IMGSVC_FLAGS_FILE": "a function's files are read-only; the flags are environment variables there "
     "(runbooks flip them with deploy/set-flags.sh)",
     "IMGSVC_PREVIEW_DIR": "the browser preview page (host-wasm/dist) is not in the Lambda zip",
+    "IMGSVC_SANDBOX": "opt-in wasmtime decoding; the Lambda zip holds no guest module (a "
+    "function is already one process per request, with its own memory cap and timeout)",
+    "IMGSVC_SANDBOX_MODULE": "only with IMGSVC_SANDBOX=wasm",
+    "IMGSVC_SANDBOX_TIMEOUT_MS": "only with IMGSVC_SANDBOX=wasm",
+    "IMGSVC_SANDBOX_MEMORY_MB": "only with IMGSVC_SANDBOX=wasm",
 }
 
 # Set by the template although no `env::var` names them: read through a library.

@@ -8,6 +8,7 @@ pub mod lambda;
 pub mod local;
 pub mod migrate;
 pub mod pipeline;
+pub mod processor;
 pub mod record;
 pub mod store;
 pub mod upload;

@@ -175,6 +175,7 @@ pub async fn state_with(
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),
+        processor: Arc::new(crate::processor::Processor::Native),
     })
 }
 

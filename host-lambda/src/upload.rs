@@ -8,6 +8,7 @@ use imgsvc_core::{Processed, Stage};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::pipeline;
+use crate::processor::ProcessFailure;
 use crate::record::{self, DISPLAY_QUALITY, ImageRecord};
 
 /// Objects are immutable (a new upload gets a new id), so caches may keep them for a year.
@@ -41,6 +42,7 @@ pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiErr
             )
         })?;
     let observe = state.observe.clone();
+    let processor = state.processor.clone();
     observe.upload_bytes.inc_by(bytes.len() as u64);
     // The request's span (request id, user id) follows the work onto the blocking pool.
     let span = tracing::Span::current();
@@ -48,13 +50,24 @@ pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiErr
         let _permit = permit;
         let _span = span.enter();
         let started = std::time::Instant::now();
-        let (result, stages) =
-            pipeline::process_timed(&bytes, &policy, pipeline::machine_is_parallel());
+        let (result, stages) = match processor.sandbox() {
+            // One fresh instance for the whole pipeline: only the total is timed.
+            Some(sandbox) => (
+                crate::processor::sandboxed(sandbox, &bytes, &policy),
+                pipeline::StageTimes::default(),
+            ),
+            None => {
+                let (result, stages) =
+                    pipeline::process_timed(&bytes, &policy, pipeline::machine_is_parallel());
+                (result.map_err(ProcessFailure::from), stages)
+            }
+        };
         let total = started.elapsed();
         observe.record_processing(total, &stages);
         let ms = |stage| stages.get(stage).as_secs_f64() * 1000.0;
         tracing::info!(
             outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+            processor = processor.name(),
             total_ms = total.as_secs_f64() * 1000.0,
             decode_ms = ms(Stage::Decode),
             display_ms = ms(Stage::Display),

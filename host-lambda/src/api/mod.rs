@@ -52,6 +52,8 @@ pub struct AppState {
     pub observe: Arc<observe::Observability>,
     /// Image decodes allowed to run at once (see `upload::process`).
     pub processing: Arc<tokio::sync::Semaphore>,
+    /// Where the core runs: in process, or in the wasmtime sandbox (`IMGSVC_SANDBOX`).
+    pub processor: Arc<crate::processor::Processor>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -2,6 +2,7 @@
 
 pub mod migrate;
 pub mod process;
+pub mod sandbox;
 pub mod serve;
 pub mod token;
 

@@ -12,6 +12,9 @@ use clap::Args;
 use imgsvc_core::{Policy, ProcessError, Processed};
 use serde_json::{Value, json};
 
+use super::sandbox::SandboxArgs;
+use crate::processor::{ProcessFailure, Processor};
+
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
     /// Directory for the outputs (created if missing).
@@ -20,11 +23,13 @@ pub struct ProcessArgs {
     /// Images to process.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 }
 
 /// Why one input produced no outputs: refused by the core, or a local file problem.
 enum Failure {
-    Refused(ProcessError),
+    Refused(ProcessFailure),
     Io { code: &'static str, message: String },
 }
 
@@ -38,12 +43,19 @@ impl Failure {
 }
 
 pub fn run(args: &ProcessArgs) -> ExitCode {
+    let processor = match Processor::from_config(&args.sandbox.config()) {
+        Ok(processor) => processor,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let policy = Policy::default();
     let mut stems_written = HashSet::new();
     let mut all_ok = true;
     let stdout = io::stdout();
     for input in &args.files {
-        let line = match process_one(input, &args.out, &policy, &mut stems_written) {
+        let line = match process_one(&processor, input, &args.out, &policy, &mut stems_written) {
             Ok(report) => report,
             Err(failure) => {
                 all_ok = false;
@@ -64,6 +76,7 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
 }
 
 fn process_one(
+    processor: &Processor,
     input: &Path,
     out_dir: &Path,
     policy: &Policy,
@@ -71,7 +84,10 @@ fn process_one(
 ) -> Result<Value, Failure> {
     let bytes = read_bounded(input, policy.max_input_bytes)?;
     let started = Instant::now();
-    let processed = imgsvc_core::process(&bytes, policy).map_err(Failure::Refused)?;
+    // With the sandbox this includes its per-call instantiation, as an upload would pay it.
+    let processed = processor
+        .process(&bytes, policy)
+        .map_err(Failure::Refused)?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let stem = input
@@ -119,7 +135,9 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, Failure> {
         .map_err(io_error)?;
     if bytes.len() as u64 > limit {
         let actual = fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-        return Err(Failure::Refused(ProcessError::TooLarge { actual, limit }));
+        return Err(Failure::Refused(ProcessFailure::Core(
+            ProcessError::TooLarge { actual, limit },
+        )));
     }
     Ok(bytes)
 }

@@ -52,6 +52,8 @@ pub struct ServeArgs {
     /// migration (flags from the environment or IMGSVC_FLAGS_FILE).
     #[arg(long, env = "IMGSVC_LEGACY_DATABASE_URL")]
     pub legacy_database_url: Option<String>,
+    #[command(flatten)]
+    pub sandbox: super::sandbox::SandboxArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -131,6 +133,9 @@ pub(super) async fn app_state(
         _ => crate::local::Storage::Embedded,
     };
     let legacy_database_url = args.legacy_database_url.clone();
+    // Before the stores: an unusable sandbox setting refuses to start without side effects.
+    let processor = crate::processor::Processor::from_config(&args.sandbox.config())
+        .context("the sandbox settings")?;
     let jwks = match (&args.jwks, &args.jwks_file) {
         (Some(inline), _) => Some(inline.clone()),
         (None, Some(path)) => Some(
@@ -141,6 +146,7 @@ pub(super) async fn app_state(
     };
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
+    state.processor = std::sync::Arc::new(processor);
     if let Some(jwks) = jwks {
         let jwks: jsonwebtoken::jwk::JwkSet =
             serde_json::from_str(&jwks).context("IMGSVC_JWKS is not a JWKS document")?;

@@ -1,0 +1,428 @@
+//! Where the core runs for an upload: in this process (the default), or — with
+//! `IMGSVC_SANDBOX=wasm` — as its `wasm32-wasip1` build inside wasmtime (`imgsvc-sandbox`),
+//! a fresh instance per call under a hard memory cap and a wall-clock deadline, so no
+//! decoder bug or bomb can take the process down or read another request's memory.
+//!
+//! Chosen once at start from [`SandboxConfig`]; an invalid value or an unusable module
+//! refuses to start. Both modes give the same bytes (the sandbox's parity test), and the
+//! same refusals: the guest's codes are the core's codes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use imgsvc_core::{Policy, ProcessError, Processed};
+use imgsvc_sandbox::{Limits, Sandbox, SandboxError};
+
+use crate::api::error::ApiError;
+
+/// How the guest module is built (the hint in the error when it is missing).
+pub const GUEST_BUILD: &str = "cargo build --release -p imgsvc-sandbox-guest --target wasm32-wasip1 \
+     (→ target/wasm32-wasip1/release/imgsvc-sandbox-guest.wasm)";
+
+/// Default wall-clock deadline per upload in the sandbox: far above the slowest corpus photo
+/// in the sandbox (about 2 s on one core, README "Sandboxed decoding"), far below a client's
+/// patience.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Default memory cap per call: `imgsvc_sandbox::Limits::default()`'s 3 GiB — the core's
+/// 512 MiB allocation cap plus its 8-bit copy and resized images, so every input the native
+/// core accepts also fits in the sandbox.
+pub const DEFAULT_MEMORY_MB: u64 = 3072;
+/// wasm32 can address 4 GiB; less than 16 MiB can't even hold the guest's own data.
+const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 16..=4096;
+/// At most ten minutes: longer is no deadline at all.
+const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=600_000;
+
+/// The raw settings (environment or flags), validated by [`Processor::from_config`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// `IMGSVC_SANDBOX`: `native` (or unset/empty) or `wasm`.
+    pub mode: Option<String>,
+    /// `IMGSVC_SANDBOX_MODULE`: the guest `.wasm`.
+    pub module: Option<PathBuf>,
+    /// `IMGSVC_SANDBOX_TIMEOUT_MS`.
+    pub timeout_ms: Option<String>,
+    /// `IMGSVC_SANDBOX_MEMORY_MB`.
+    pub memory_mb: Option<String>,
+}
+
+/// Why the sandbox settings can't be used: the service refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("IMGSVC_SANDBOX (--sandbox) must be `native` or `wasm`, not {0:?}")]
+    Mode(String),
+    #[error(
+        "IMGSVC_SANDBOX=wasm needs IMGSVC_SANDBOX_MODULE (--sandbox-module), the guest module; \
+         build it with {GUEST_BUILD}"
+    )]
+    MissingModule,
+    #[error("reading the sandbox module {}: {source}; build it with {GUEST_BUILD}", .path.display())]
+    ReadModule {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the sandbox module {} is unusable: {source}", .path.display())]
+    Module { path: PathBuf, source: SandboxError },
+    #[error("{name} must be a whole number in {min}..={max}, not {value:?}")]
+    Number {
+        name: &'static str,
+        value: String,
+        min: u64,
+        max: u64,
+    },
+}
+
+/// Why an upload produced no outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessFailure {
+    /// The native core refused it (or failed).
+    #[error(transparent)]
+    Core(#[from] ProcessError),
+    /// The sandbox: the guest core's refusal, a cap, or a sandbox failure.
+    #[error(transparent)]
+    Sandbox(SandboxError),
+}
+
+impl ProcessFailure {
+    /// The stable code: the core's, or `memory_limit` / `processing_timeout` / `internal`.
+    pub fn code(&self) -> &str {
+        match self {
+            ProcessFailure::Core(e) => e.code(),
+            ProcessFailure::Sandbox(e) => e.code(),
+        }
+    }
+}
+
+/// The core in this process, or in a wasmtime sandbox.
+pub enum Processor {
+    Native,
+    Wasm(Arc<Sandbox>),
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Processor::Native => f.write_str("Native"),
+            Processor::Wasm(sandbox) => f.debug_tuple("Wasm").field(&sandbox.limits()).finish(),
+        }
+    }
+}
+
+impl Processor {
+    /// Validate the settings and, for `wasm`, read and compile the module (a few seconds,
+    /// once): everything that could fail does so here, before the service takes requests.
+    pub fn from_config(config: &SandboxConfig) -> Result<Processor, ConfigError> {
+        let timeout_ms = number(
+            "IMGSVC_SANDBOX_TIMEOUT_MS (--sandbox-timeout-ms)",
+            config.timeout_ms.as_deref(),
+            DEFAULT_TIMEOUT_MS,
+            TIMEOUT_MS_RANGE,
+        )?;
+        let memory_mb = number(
+            "IMGSVC_SANDBOX_MEMORY_MB (--sandbox-memory-mb)",
+            config.memory_mb.as_deref(),
+            DEFAULT_MEMORY_MB,
+            MEMORY_MB_RANGE,
+        )?;
+        match config.mode.as_deref().map(str::trim) {
+            None | Some("" | "native") => Ok(Processor::Native),
+            Some("wasm") => {
+                let path = config.module.as_deref().ok_or(ConfigError::MissingModule)?;
+                let limits = Limits {
+                    max_memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+                    timeout: Some(Duration::from_millis(timeout_ms)),
+                    ..Limits::default()
+                };
+                Ok(Processor::Wasm(Arc::new(compile(path, limits)?)))
+            }
+            Some(other) => Err(ConfigError::Mode(other.to_owned())),
+        }
+    }
+
+    /// The sandbox, when uploads run in one.
+    pub fn sandbox(&self) -> Option<&Arc<Sandbox>> {
+        match self {
+            Processor::Native => None,
+            Processor::Wasm(sandbox) => Some(sandbox),
+        }
+    }
+
+    /// `native` or `wasm`, for logs and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Processor::Native => "native",
+            Processor::Wasm(_) => "wasm",
+        }
+    }
+
+    /// Run the core on `bytes` (blocking: call it off the async runtime).
+    pub fn process(&self, bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessFailure> {
+        match self {
+            Processor::Native => Ok(imgsvc_core::process(bytes, policy)?),
+            Processor::Wasm(sandbox) => sandboxed(sandbox, bytes, policy),
+        }
+    }
+}
+
+/// One call in the sandbox, its failures typed as the native core's where they are the same
+/// refusal.
+pub fn sandboxed(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    policy: &Policy,
+) -> Result<Processed, ProcessFailure> {
+    match sandbox.process(bytes, policy) {
+        Ok(processed) => Ok(processed),
+        // The format refusal carries what was detected (the 400/415 split and the
+        // `detectedFormat` member depend on it): the signature table is all it takes.
+        Err(SandboxError::Refused { code, .. }) if code == "unsupported_format" => {
+            Err(ProcessFailure::Core(ProcessError::UnsupportedFormat {
+                detected: imgsvc_core::sniff(bytes),
+            }))
+        }
+        Err(error) => Err(ProcessFailure::Sandbox(error)),
+    }
+}
+
+fn compile(path: &Path, limits: Limits) -> Result<Sandbox, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::ReadModule {
+        path: path.to_owned(),
+        source,
+    })?;
+    let started = Instant::now();
+    let sandbox = Sandbox::with_limits(&bytes, limits).map_err(|source| ConfigError::Module {
+        path: path.to_owned(),
+        source,
+    })?;
+    tracing::info!(
+        module = %path.display(),
+        module_bytes = bytes.len(),
+        compile_ms = started.elapsed().as_millis() as u64,
+        memory_mb = limits.max_memory_bytes >> 20,
+        timeout_ms = limits.timeout.map_or(0, |t| t.as_millis() as u64),
+        "decoding in the wasm sandbox"
+    );
+    Ok(sandbox)
+}
+
+fn number(
+    name: &'static str,
+    value: Option<&str>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(default);
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| ConfigError::Number {
+            name,
+            value: value.to_owned(),
+            min: *range.start(),
+            max: *range.end(),
+        })
+}
+
+/// The status and code of a refusal code as the guest reports it: the same table as
+/// `From<ProcessError> for ApiError` (a unit test holds them together); unknown codes are
+/// our failure.
+fn refusal_status(code: &str) -> (StatusCode, &'static str) {
+    match code {
+        "empty_input" => (StatusCode::BAD_REQUEST, "empty_input"),
+        "corrupt_image" => (StatusCode::BAD_REQUEST, "corrupt_image"),
+        "too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        "unsupported_feature" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_feature"),
+        "dimensions_too_large" => (StatusCode::UNPROCESSABLE_ENTITY, "dimensions_too_large"),
+        "too_many_pixels" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_pixels"),
+        "too_many_frames" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_frames"),
+        "memory_limit" => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
+        "encode_failed" => (StatusCode::INTERNAL_SERVER_ERROR, "encode_failed"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// Refusals as the native core's; the sandbox's memory cap is the core's `memory_limit`
+/// (422), its deadline `processing_timeout` (422: this input takes too long, retrying won't
+/// help); anything else is our failure (500, logged).
+impl From<ProcessFailure> for ApiError {
+    fn from(failure: ProcessFailure) -> ApiError {
+        match failure {
+            ProcessFailure::Core(error) => ApiError::from(error),
+            ProcessFailure::Sandbox(SandboxError::Refused { code, message }) => {
+                let (status, stable) = refusal_status(&code);
+                if status.is_server_error() {
+                    tracing::error!(code = %code, message = %message, "the sandboxed core failed");
+                }
+                ApiError::new(status, stable, message)
+            }
+            ProcessFailure::Sandbox(error @ SandboxError::MemoryLimit { .. }) => {
+                tracing::warn!(error = %error, "sandbox memory cap reached");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "memory_limit",
+                    error.to_string(),
+                )
+            }
+            ProcessFailure::Sandbox(
+                error @ (SandboxError::Timeout { .. } | SandboxError::OutOfFuel),
+            ) => {
+                tracing::warn!(error = %error, "sandbox deadline reached");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "processing_timeout",
+                    error.to_string(),
+                )
+            }
+            ProcessFailure::Sandbox(error) => {
+                tracing::error!(error = %error, "the sandbox failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "image processing failed",
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use imgsvc_core::Format;
+
+    fn config(mode: &str) -> SandboxConfig {
+        SandboxConfig {
+            mode: Some(mode.into()),
+            ..SandboxConfig::default()
+        }
+    }
+
+    #[test]
+    fn guest_refusals_get_the_native_status_and_code() {
+        let errors = [
+            ProcessError::EmptyInput,
+            ProcessError::TooLarge {
+                actual: 11,
+                limit: 10,
+            },
+            ProcessError::DimensionsTooLarge {
+                width: 1,
+                height: 1,
+                limit: 1,
+            },
+            ProcessError::TooManyPixels {
+                width: 1,
+                height: 1,
+                pixels: 1,
+                limit: 1,
+            },
+            ProcessError::TooManyFrames { limit: 1 },
+            ProcessError::MemoryLimit { limit: 1 },
+            ProcessError::CorruptImage {
+                format: Format::Png,
+                reason: "x".into(),
+            },
+            ProcessError::UnsupportedFeature {
+                format: Format::Jpeg,
+                reason: "x".into(),
+            },
+            ProcessError::EncodeFailed { reason: "x".into() },
+            ProcessError::Internal {
+                stage: "x",
+                reason: "x".into(),
+            },
+        ];
+        for error in errors {
+            let native = ApiError::from(error.clone());
+            let sandboxed = ApiError::from(ProcessFailure::Sandbox(SandboxError::Refused {
+                code: error.code().into(),
+                message: error.to_string(),
+            }));
+            assert_eq!(
+                (native.status, native.code, native.detail),
+                (sandboxed.status, sandboxed.code, sandboxed.detail),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn caps_are_typed_and_internal_failures_are_500() {
+        let memory = ApiError::from(ProcessFailure::Sandbox(SandboxError::MemoryLimit {
+            limit_bytes: 1 << 20,
+        }));
+        assert_eq!(
+            (memory.status, memory.code),
+            (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit")
+        );
+        let timeout = ApiError::from(ProcessFailure::Sandbox(SandboxError::Timeout {
+            after: Duration::from_millis(5),
+        }));
+        assert_eq!(
+            (timeout.status, timeout.code),
+            (StatusCode::UNPROCESSABLE_ENTITY, "processing_timeout")
+        );
+        let trap = ApiError::from(ProcessFailure::Sandbox(SandboxError::Trap("boom".into())));
+        assert_eq!(
+            (trap.status, trap.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+    }
+
+    #[test]
+    fn settings_are_validated_before_anything_runs() {
+        assert!(matches!(
+            Processor::from_config(&SandboxConfig::default()),
+            Ok(Processor::Native)
+        ));
+        assert!(matches!(
+            Processor::from_config(&config("native")),
+            Ok(Processor::Native)
+        ));
+        let err = Processor::from_config(&config("wasmtime")).unwrap_err();
+        assert!(err.to_string().contains("IMGSVC_SANDBOX"), "{err}");
+        let err = Processor::from_config(&config("wasm")).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingModule), "{err}");
+        assert!(err.to_string().contains("IMGSVC_SANDBOX_MODULE"));
+        let missing = SandboxConfig {
+            module: Some("/nonexistent/guest.wasm".into()),
+            ..config("wasm")
+        };
+        assert!(matches!(
+            Processor::from_config(&missing),
+            Err(ConfigError::ReadModule { .. })
+        ));
+        let dir = std::env::temp_dir().join(format!("imgsvc-not-wasm-{}", std::process::id()));
+        std::fs::write(&dir, b"not a wasm module").unwrap();
+        let garbage = SandboxConfig {
+            module: Some(dir.clone()),
+            ..config("wasm")
+        };
+        let err = Processor::from_config(&garbage).unwrap_err();
+        let _ = std::fs::remove_file(&dir);
+        assert!(matches!(err, ConfigError::Module { .. }), "{err}");
+        for (timeout, memory) in [
+            ("0", "64"),
+            ("soon", "64"),
+            ("600001", "64"),
+            ("100", "8"),
+            ("100", "5000"),
+            ("100", "-1"),
+        ] {
+            let bad = SandboxConfig {
+                timeout_ms: Some(timeout.into()),
+                memory_mb: Some(memory.into()),
+                // Numbers are checked even in native mode: a typo never passes silently.
+                ..config("native")
+            };
+            let err = Processor::from_config(&bad).unwrap_err();
+            assert!(matches!(err, ConfigError::Number { .. }), "{err}");
+        }
+    }
+}
