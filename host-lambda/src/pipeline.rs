@@ -40,7 +40,10 @@ impl HostRuntime {
     }
 
     pub fn times(&self) -> StageTimes {
-        *self.times.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -69,7 +72,9 @@ impl Runtime for HostRuntime {
             let b = scope.spawn(b);
             let a = a();
             // A panic in `b` is re-raised here, as it would have been had it run inline.
-            let b = b.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let b = b
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (a, b)
         })
     }
@@ -112,7 +117,11 @@ mod tests {
         let reference = imgsvc_core::process(&bytes, &policy).unwrap();
         for parallel in [false, true] {
             let (result, times) = process_timed(&bytes, &policy, parallel);
-            assert_eq!(result.as_ref().ok(), Some(&reference), "parallel={parallel}");
+            assert_eq!(
+                result.as_ref().ok(),
+                Some(&reference),
+                "parallel={parallel}"
+            );
             for (stage, time) in times.iter() {
                 assert!(time > Duration::ZERO, "{stage:?} not timed");
             }

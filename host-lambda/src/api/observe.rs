@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use imgsvc_core::Stage;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use imgsvc_core::Stage;
 use tracing::Instrument;
 
 use super::AppState;
@@ -139,7 +139,11 @@ impl Observability {
         }
         if self.emf {
             let metrics: Vec<(&str, f64, &str)> = std::iter::once(("ProcessingLatency", total))
-                .chain(stages.iter().map(|(stage, time)| (stage_metric(stage), time)))
+                .chain(
+                    stages
+                        .iter()
+                        .map(|(stage, time)| (stage_metric(stage), time)),
+                )
                 .filter(|(_, time)| !time.is_zero())
                 .map(|(name, time)| (name, time.as_secs_f64() * 1000.0, "Milliseconds"))
                 .collect();

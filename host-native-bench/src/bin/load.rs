@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use imgsvc_native_bench::{percentile, status_kib};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -65,14 +66,6 @@ struct Samples {
 }
 
 impl Samples {
-    fn percentile(sorted: &[f64], p: f64) -> f64 {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1]
-    }
-
     fn summary(&self, name: &str) -> Value {
         let mut sorted = self.millis.clone();
         sorted.sort_by(f64::total_cmp);
@@ -81,9 +74,9 @@ impl Samples {
             "operation": name,
             "count": sorted.len() + self.errors,
             "errors": self.errors,
-            "p50_ms": round(Self::percentile(&sorted, 50.0)),
-            "p95_ms": round(Self::percentile(&sorted, 95.0)),
-            "p99_ms": round(Self::percentile(&sorted, 99.0)),
+            "p50_ms": round(percentile(&sorted, 50.0)),
+            "p95_ms": round(percentile(&sorted, 95.0)),
+            "p99_ms": round(percentile(&sorted, 99.0)),
             "max_ms": round(sorted.last().copied().unwrap_or(f64::NAN)),
         })
     }
@@ -186,15 +179,11 @@ where
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_kib(&pid.to_string(), "VmRSS")
 }
 
 fn hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_kib(&pid.to_string(), "VmHWM")
 }
 
 fn read_photo(corpus: &std::path::Path, name: &str) -> anyhow::Result<(String, Vec<u8>)> {
