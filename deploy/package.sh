@@ -3,6 +3,7 @@
 # binary, statically linked against musl, and the `bootstrap` Lambda executes.
 #
 #   deploy/package.sh [--arch x86_64|arm64] [--out DIR]
+#   deploy/package.sh --binary PATH [--out DIR]
 #
 # → DIR/imgsvc-lambda-<arch>.zip (DIR defaults to target/lambda/dist), the path printed last,
 # and a copy as DIR/imgsvc-lambda.zip, the one deploy/template.yaml's CodeUri names.
@@ -16,6 +17,10 @@
 # - `bootstrap` is a two-line sh script running `imgsvc serve`: Lambda starts `bootstrap`
 #   with no arguments, `imgsvc` needs its subcommand, and `serve` switches to the Lambda
 #   runtime when AWS_LAMBDA_RUNTIME_API is set.
+# - `--binary PATH` packages an `imgsvc` already built for this machine (x86_64) instead of
+#   building one, refusing it if it needs a glibc symbol newer than 2.34. CI packages its
+#   test build this way and runs the zip with deploy/smoke.py: the packaging, the bootstrap
+#   and the Lambda runtime path are checked on every run without a second, release build.
 # - Its own target dir (target/lambda, override with CARGO_TARGET_DIR) so a ~10 min release
 #   build never holds the lock of the target dir everyone else builds in.
 set -euo pipefail
@@ -23,12 +28,14 @@ cd "$(dirname "$0")/.."
 
 arch=x86_64
 out=target/lambda/dist
+prebuilt=
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
+    --binary) prebuilt=${2:?}; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "usage: deploy/package.sh [--arch x86_64|arm64] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: deploy/package.sh [--arch x86_64|arm64 | --binary PATH] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 
@@ -36,6 +43,27 @@ say() { printf '\n==> %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
+# provided.al2023 has glibc 2.34: refuse a binary that needs a newer symbol version.
+check_glibc() { # objdump binary
+  local newest
+  newest=$("$1" -T "$2" | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -n1)
+  if [ "$(printf '%s\nGLIBC_2.34\n' "$newest" | sort -V | tail -n1)" != GLIBC_2.34 ]; then
+    echo "error: $2 needs $newest; provided.al2023 has glibc 2.34" >&2
+    exit 1
+  fi
+  say "newest glibc symbol version needed: $newest (AL2023: 2.34)"
+}
+
+if [ -n "$prebuilt" ]; then
+  [ "$(uname -m)" = x86_64 ] || { echo "error: --binary packages x86_64 builds only" >&2; exit 1; }
+  [ -x "$prebuilt" ] || { echo "error: $prebuilt is not an executable" >&2; exit 1; }
+  command -v zip >/dev/null || { say "apt-get install zip"; as_root apt-get install -y -qq zip >/dev/null; }
+  binary=$prebuilt
+  if file -L "$binary" | grep -q 'dynamically linked'; then
+    check_glibc objdump "$binary"
+  fi
+  strip_tool=strip
+else
 case "$arch" in
   x86_64|amd64)
     arch=x86_64
@@ -81,14 +109,11 @@ case "$target" in
     strip_tool=strip ;;
   *-gnu)
     # provided.al2023 has glibc 2.34: refuse anything that needs a newer symbol version.
-    newest=$(aarch64-linux-gnu-objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -n1)
-    if [ "$(printf '%s\nGLIBC_2.34\n' "$newest" | sort -V | tail -n1)" != GLIBC_2.34 ]; then
-      echo "error: $binary needs $newest; provided.al2023 has glibc 2.34" >&2
-      exit 1
-    fi
-    say "newest glibc symbol version needed: $newest (AL2023: 2.34)"
+    check_glibc aarch64-linux-gnu-objdump "$binary"
     strip_tool=aarch64-linux-gnu-strip ;;
 esac
+
+fi
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

@@ -8,7 +8,8 @@ claims, and check the answers and the CloudWatch EMF lines the template's alarms
         [--zip target/lambda/dist/imgsvc-lambda-x86_64.zip] [--endpoint http://127.0.0.1:5055]
 
 Without --endpoint it starts moto from scripts/test's venv on a free port. Needs boto3 (in
-that venv). Release check, not CI: it needs the zip (deploy/package.sh). An arm64 zip runs
+that venv). CI runs it on a zip of the test build (scripts/test-deploy); a release zip comes
+from deploy/package.sh. An arm64 zip runs
 under qemu (apt qemu-user) with --runner "qemu-aarch64 -L /usr/aarch64-linux-gnu": the
 runner starts `imgsvc serve` itself, as `bootstrap` would.
 """
@@ -266,6 +267,11 @@ def main() -> int:
             seen = emf.get(name, set())
             for operation in ("GET /health", "POST /images", "GET /images"):
                 assert (f"Operation={operation}",) in seen, (name, operation, sorted(seen))
+        # Time in the image pipeline per upload, in total and per stage (no dimensions).
+        for name in ("ProcessingLatency", "ProcessingDecodeLatency", "ProcessingDisplayLatency",
+                     "ProcessingThumbnailLatency", "ProcessingEncodeDisplayLatency",
+                     "ProcessingEncodeThumbnailLatency"):
+            assert () in emf.get(name, set()), (name, sorted(emf))
         report["emfMetrics"] = sorted(emf)
         print(json.dumps(report))
         return 0
