@@ -64,6 +64,8 @@ pub struct Case {
     /// A known defect this case still shows (outcome or bound): the test requires the
     /// problem to be there, so a fix can't go unnoticed (then drop this).
     pub known_bug: Option<&'static str>,
+    /// The same, only in the wasm sandbox (`IMGSVC_SANDBOX=wasm`).
+    pub known_in_wasm: Option<&'static str>,
 }
 
 /// Refusals from headers never decode a pixel: the process stays near its baseline.
@@ -86,6 +88,7 @@ fn case(
         max_rss_mib: SMALL_RSS,
         note,
         known_bug: None,
+        known_in_wasm: None,
     }
 }
 
@@ -98,6 +101,11 @@ impl Case {
 
     fn known_bug(mut self, what: &'static str) -> Case {
         self.known_bug = Some(what);
+        self
+    }
+
+    fn known_in_wasm(mut self, what: &'static str) -> Case {
+        self.known_in_wasm = Some(what);
         self
     }
 }
@@ -499,6 +507,11 @@ fn gigapixel_claims() -> Vec<Case> {
             png_with(100_000, 100_000, 2, &[], &zlib_zeros(4)),
             refused("dimensions_too_large"),
             "10 Gpx; a 4-byte IDAT",
+        )
+        .known_in_wasm(
+            "core on wasm32: the png crate sizes the claimed image in a 32-bit usize while the \
+             header is read, overflows and reports its own limit (memory_limit) before the \
+             core's dimension check",
         ),
         case(
             "png_claims_30000x30000",
@@ -506,6 +519,11 @@ fn gigapixel_claims() -> Vec<Case> {
             png_with(30_000, 30_000, 2, &[], &zlib_zeros(4)),
             refused("too_many_pixels"),
             "900 Mpx",
+        )
+        .known_in_wasm(
+            "core on wasm32: the png crate sizes the claimed image in a 32-bit usize while the \
+             header is read, overflows and reports its own limit (memory_limit) before the \
+             core's dimension check",
         ),
         case(
             "png_claims_2147483647_square",
