@@ -13,6 +13,11 @@ use crate::error::ProcessError;
 use crate::policy::Policy;
 use crate::sniff::Format;
 
+/// What the png crate may allocate for its own buffers (metadata chunks, the inflated ICC
+/// profile and text) over a whole decode; the pixels are not counted. Real profiles are
+/// kilobytes to a few MiB.
+const PNG_METADATA_ALLOC_BYTES: u64 = 64 << 20;
+
 /// What the headers say, read without allocating a pixel buffer.
 pub(crate) struct Header {
     pub width: u32,
@@ -66,8 +71,15 @@ pub(crate) fn open(
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     // Our own checks run on the header and give precise errors; the decoder limits are
-    // installed right after them, before any pixel is read (`OpenImage::decode`).
-    reader.no_limits();
+    // installed right after them, before any pixel is read (`OpenImage::decode`). Only the
+    // PNG decoder's own buffers are capped from the start: it inflates an iCCP profile
+    // while reading the headers, and a 1 MB file can inflate to gigabytes. Past the cap the
+    // png crate drops the profile (as it does any unusable one) and decoding goes on.
+    let mut limits = Limits::no_limits();
+    if format == Format::Png {
+        limits.max_alloc = Some(PNG_METADATA_ALLOC_BYTES);
+    }
+    reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| map_image_error(format, u64::MAX, e))?;

@@ -282,3 +282,36 @@ fn probe_allocates_no_pixel_buffer() {
         );
     }
 }
+
+/// A 1×1 RGB PNG whose iCCP chunk inflates to `profile_len` bytes of zeros.
+fn png_with_inflating_profile(profile_len: usize) -> Vec<u8> {
+    let mut info = png::Info::with_size(1, 1);
+    info.color_type = png::ColorType::Rgb;
+    info.bit_depth = png::BitDepth::Eight;
+    info.icc_profile = Some(std::borrow::Cow::Owned(vec![0; profile_len]));
+    let mut out = Vec::new();
+    let mut writer = png::Encoder::with_info(&mut out, info)
+        .unwrap()
+        .write_header()
+        .unwrap();
+    writer.write_image_data(&[200, 100, 50]).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+#[test]
+fn a_colour_profile_bomb_is_not_inflated() {
+    // Found by the hostile corpus: the png crate inflates iCCP while reading headers, and a
+    // 1 MB upload peaked at 2.1 GB. Now its buffers are capped from the first byte: the
+    // profile is dropped (as any unusable one is) and the pixel still decodes.
+    let bomb = png_with_inflating_profile(256 * MIB);
+    assert!(bomb.len() < MIB, "{} bytes", bomb.len());
+    let (result, peak) = peak_bytes(|| process(&bomb, &Policy::default()));
+    let processed = result.unwrap();
+    assert!(!processed.source.converted_to_srgb);
+    assert_eq!((processed.source.width, processed.source.height), (1, 1));
+    assert!(peak < 100 * MIB, "peak {} MiB", peak / MIB);
+    let (probed, peak) = peak_bytes(|| probe(&bomb));
+    assert_eq!(probed.unwrap().format, Format::Png);
+    assert!(peak < 100 * MIB, "probe peak {} MiB", peak / MIB);
+}
