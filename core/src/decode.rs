@@ -192,6 +192,17 @@ impl OpenImage<'_> {
     }
 }
 
+/// A zero-sized image is a corrupt header, whatever the policy (`probe` refuses it too).
+pub(crate) fn check_not_empty(format: Format, width: u32, height: u32) -> Result<(), ProcessError> {
+    if width == 0 || height == 0 {
+        return Err(ProcessError::CorruptImage {
+            format,
+            reason: format!("zero-sized image ({width}x{height})"),
+        });
+    }
+    Ok(())
+}
+
 /// Check claimed dimensions against the policy. Runs before any pixel allocation.
 pub(crate) fn check_dimensions(
     format: Format,
@@ -199,12 +210,7 @@ pub(crate) fn check_dimensions(
     height: u32,
     policy: &Policy,
 ) -> Result<(), ProcessError> {
-    if width == 0 || height == 0 {
-        return Err(ProcessError::CorruptImage {
-            format,
-            reason: format!("zero-sized image ({width}x{height})"),
-        });
-    }
+    check_not_empty(format, width, height)?;
     if width > policy.max_side || height > policy.max_side {
         return Err(ProcessError::DimensionsTooLarge {
             width,

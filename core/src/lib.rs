@@ -107,6 +107,7 @@ pub struct Processed {
 pub fn probe(bytes: &[u8]) -> Result<Probe, ProcessError> {
     let format = stages::supported_format(bytes)?;
     let header = decode::open(bytes, format, u32::MAX)?.header;
+    decode::check_not_empty(format, header.width, header.height)?;
     Ok(Probe {
         format,
         width: header.width,
