@@ -157,10 +157,29 @@ impl Processor {
     }
 
     /// Run the core on `bytes` (blocking: call it off the async runtime).
-    pub fn process(&self, bytes: &[u8], policy: &Policy) -> Result<Processed, ProcessFailure> {
+    /// Natively with timed stages and the parallel encode (`pipeline`); in the sandbox one
+    /// fresh instance runs the whole pipeline, so no stage is timed.
+    pub fn process(
+        &self,
+        bytes: &[u8],
+        policy: &Policy,
+    ) -> (
+        Result<Processed, ProcessFailure>,
+        crate::pipeline::StageTimes,
+    ) {
         match self {
-            Processor::Native => Ok(imgsvc_core::process(bytes, policy)?),
-            Processor::Wasm(sandbox) => sandboxed(sandbox, bytes, policy),
+            Processor::Native => {
+                let (result, stages) = crate::pipeline::process_timed(
+                    bytes,
+                    policy,
+                    crate::pipeline::machine_is_parallel(),
+                );
+                (result.map_err(ProcessFailure::from), stages)
+            }
+            Processor::Wasm(sandbox) => (
+                sandboxed(sandbox, bytes, policy),
+                crate::pipeline::StageTimes::default(),
+            ),
         }
     }
 }

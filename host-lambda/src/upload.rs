@@ -7,8 +7,6 @@ use imgsvc_core::{Processed, Stage};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::pipeline;
-use crate::processor::ProcessFailure;
 use crate::record::{self, DISPLAY_QUALITY, ImageRecord};
 
 /// Objects are immutable (a new upload gets a new id), so caches may keep them for a year.
@@ -50,18 +48,7 @@ pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiErr
         let _permit = permit;
         let _span = span.enter();
         let started = std::time::Instant::now();
-        let (result, stages) = match processor.sandbox() {
-            // One fresh instance for the whole pipeline: only the total is timed.
-            Some(sandbox) => (
-                crate::processor::sandboxed(sandbox, &bytes, &policy),
-                pipeline::StageTimes::default(),
-            ),
-            None => {
-                let (result, stages) =
-                    pipeline::process_timed(&bytes, &policy, pipeline::machine_is_parallel());
-                (result.map_err(ProcessFailure::from), stages)
-            }
-        };
+        let (result, stages) = processor.process(&bytes, &policy);
         let total = started.elapsed();
         observe.record_processing(total, &stages);
         let ms = |stage| stages.get(stage).as_secs_f64() * 1000.0;

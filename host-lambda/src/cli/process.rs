@@ -85,9 +85,8 @@ fn process_one(
     let bytes = read_bounded(input, policy.max_input_bytes)?;
     let started = Instant::now();
     // With the sandbox this includes its per-call instantiation, as an upload would pay it.
-    let processed = processor
-        .process(&bytes, policy)
-        .map_err(Failure::Refused)?;
+    let (processed, _stages) = processor.process(&bytes, policy);
+    let processed = processed.map_err(Failure::Refused)?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let stem = input
