@@ -244,6 +244,21 @@ fn count_webp_frames(bytes: &[u8]) -> Result<u32, ProcessError> {
     })
 }
 
+/// A PNG's sides as its IHDR claims them, read before anything else of the file. The png
+/// crate sizes its row buffers while reading the rest of the headers and, where `usize` is
+/// 32 bits (wasm), refuses huge sides with its own limit error; checking these first gives
+/// every target the same precise refusal (`dimensions_too_large`, `too_many_pixels`).
+pub(crate) fn png_sides(bytes: &[u8]) -> Result<(u32, u32), ProcessError> {
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    let info = decoder
+        .read_header_info()
+        .map_err(|e| ProcessError::CorruptImage {
+            format: Format::Png,
+            reason: e.to_string(),
+        })?;
+    Ok((info.width, info.height))
+}
+
 /// APNG frame count (from `acTL`) and the `cICP` colour description, in one header read.
 fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<Cicp>), ProcessError> {
     let reader = png::Decoder::new(Cursor::new(bytes))

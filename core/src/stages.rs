@@ -153,6 +153,10 @@ pub fn decode(bytes: &[u8], policy: &Policy) -> Result<Decoded, ProcessError> {
         });
     }
     let format = supported_format(bytes)?;
+    if format == Format::Png {
+        let (width, height) = decode::png_sides(bytes)?;
+        decode::check_dimensions(format, width, height, policy)?;
+    }
     let open = decode::open(bytes, format, policy.max_frames)?;
     let (width, height, frames) = (open.header.width, open.header.height, open.header.frames);
     decode::check_dimensions(format, width, height, policy)?;

@@ -150,6 +150,15 @@ fn gigapixel_claims_are_refused_without_allocating_them() {
         "too_many_pixels",
         4,
     );
+    // The largest sides PNG allows: the png crate used to refuse them itself (memory_limit)
+    // before the core's check, as it does on wasm32 for any side whose buffers overflow a
+    // 32-bit usize.
+    assert_refused(
+        "png (2^31-1)²",
+        &png_claiming(i32::MAX as u32, i32::MAX as u32),
+        "dimensions_too_large",
+        4,
+    );
     assert_refused(
         "jpeg 65535²",
         &jpeg_claiming(65_535, 65_535),
