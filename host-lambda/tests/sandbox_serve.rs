@@ -31,26 +31,8 @@ fn photo(name: &str) -> PathBuf {
 fn guest() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
     GUEST.get_or_init(|| {
-        if let Some(path) = std::env::var_os("IMGSVC_SANDBOX_GUEST") {
-            return PathBuf::from(path);
-        }
         let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "--locked", "-p", "imgsvc-sandbox-guest"])
-            .args(["--target", "wasm32-wasip1", "--target-dir"])
-            .arg(target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "building the wasip1 guest failed (`rustup target add wasm32-wasip1`?)"
-        );
-        target_dir.join("wasm32-wasip1/debug/imgsvc-sandbox-guest.wasm")
+        imgsvc_sandbox::guest_module_path(target_dir).unwrap()
     })
 }
 

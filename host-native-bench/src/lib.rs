@@ -5,11 +5,10 @@
 //!   pipeline sequential and parallel, and the same pipeline inside wasmtime.
 //! - `budget`: the upload path (core + embedded stores) over the whole corpus against the
 //!   seeds' P95 budget, as a table and JSON.
-//! - `compare`: imgsvc beside sharp (`sharp/compare.sh` runs both): time, size, DSSIM.
+//! - `compare`: imgsvc beside sharp (`sharp/compare.sh` runs both): time, size, SSIM.
 //! - `load`: loopback load generator for a running `imgsvc serve`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
 
@@ -104,31 +103,10 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// set, else built with cargo into this workspace's target dir (the same build the
 /// sandbox's tests use, so it is usually already there).
 pub fn guest_module() -> anyhow::Result<Vec<u8>> {
-    if let Some(path) = std::env::var_os("IMGSVC_SANDBOX_GUEST") {
-        return std::fs::read(&path)
-            .with_context(|| format!("reading IMGSVC_SANDBOX_GUEST={}", path.to_string_lossy()));
-    }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(repo_root())
-        .args(["build", "--locked", "-p", "imgsvc-sandbox-guest"])
-        .args(["--target", "wasm32-wasip1", "--target-dir"])
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .context("running cargo to build the wasip1 guest")?;
-    if !status.success() {
-        bail!(
-            "building the wasip1 guest failed (is the target installed? \
-             `rustup target add wasm32-wasip1`)"
-        );
-    }
-    let path = target_dir.join("wasm32-wasip1/debug/imgsvc-sandbox-guest.wasm");
+    let path = imgsvc_sandbox::guest_module_path(&target_dir)?;
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 

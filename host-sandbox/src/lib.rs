@@ -8,9 +8,10 @@
 //! (epoch interruption, ticked by one thread per `Sandbox`) and optional fuel.
 //!
 //! The bytes that come out are the native core's bytes (the parity test in
-//! `tests/parity.rs` checks every corpus photo), so a host can move decoding of untrusted
+//! `tests/sandbox.rs` checks every corpus photo), so a host can move decoding of untrusted
 //! uploads into the sandbox without changing a single stored byte.
 
+mod guest_build;
 mod wasi;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use wasmtime::{
     Config, Engine, Linker, Module, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
 };
 
+pub use guest_build::{GuestBuildError, guest_module_path};
 pub use wasi::Exit;
 
 /// What one call may use.

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -22,29 +21,10 @@ fn repo_root() -> &'static Path {
 fn guest() -> &'static [u8] {
     static GUEST: OnceLock<Vec<u8>> = OnceLock::new();
     GUEST.get_or_init(|| {
-        if let Some(path) = std::env::var_os("IMGSVC_SANDBOX_GUEST") {
-            return std::fs::read(&path).unwrap();
-        }
         // The workspace's own target dir (the parent of `tmp/`), so the guest's build is
         // shared with any other wasip1 build; nothing else holds it while tests run.
         let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "--locked", "-p", "imgsvc-sandbox-guest"])
-            .args(["--target", "wasm32-wasip1", "--target-dir"])
-            .arg(target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "building the wasip1 guest failed (is the target installed? \
-             `rustup target add wasm32-wasip1`)"
-        );
-        std::fs::read(target_dir.join("wasm32-wasip1/debug/imgsvc-sandbox-guest.wasm")).unwrap()
+        std::fs::read(imgsvc_sandbox::guest_module_path(target_dir).unwrap()).unwrap()
     })
 }
 
