@@ -1,7 +1,8 @@
 //! The migration flags: the flags-file parser (`Flags::from_file_text`, what `FileFlags`
 //! reads) and `Flags::from_lookup` (the environment), plus the rollout rule.
 //!
-//! Input: a mode byte; even: the rest is a flags file; odd: `name-index value` pairs for a
+//! Input: a mode byte; even: the rest is a flags file (any line that is not blank, a comment
+//! or a known `KEY=value` must refuse it, naming the line); odd: `name-index value` pairs for a
 //! lookup. Asserts: accepted values are in range (rollout 0–100, timeout 1–60000 ms) and are
 //! exactly what the documented grammar gives for the value the file/lookup holds (the last
 //! line for a key wins; unset keeps the default); a refusal names a flag whose value is
@@ -12,17 +13,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use imgsvc_lambda::migrate::flags::{Flags, RolloutPolicy};
+use imgsvc_lambda::migrate::flags::{FILE_LINE, FLAG_NAMES as NAMES, Flags, RolloutPolicy};
 
 use crate::input::Input;
-
-pub const NAMES: [&str; 5] = [
-    "ENABLE_DYNAMODB_DUAL_WRITE",
-    "USE_IMAGE_SERVICE",
-    "ROLLOUT_PERCENTAGE",
-    "SHADOW_READS",
-    "IMAGE_SERVICE_TIMEOUT_MS",
-];
 
 /// What the documented grammar makes of `value` for flag `name`, or `None` if invalid.
 #[derive(Debug, PartialEq)]
@@ -68,10 +61,26 @@ fn value_of(flags: &Flags, name: &str) -> Parsed {
     }
 }
 
+/// A flags file's text without its optional leading byte-order mark.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// Whether every line is blank, a `#` comment or `KEY=value` with a known KEY.
+fn well_formed(text: &str) -> bool {
+    without_bom(text).lines().map(str::trim).all(|line| {
+        line.is_empty()
+            || line.starts_with('#')
+            || line
+                .split_once('=')
+                .is_some_and(|(key, _)| NAMES.contains(&key.trim()))
+    })
+}
+
 /// The value a flags file gives `name`: the last `name=value` line that is not a comment.
 fn file_value(text: &str, name: &str) -> Option<String> {
     let mut found = None;
-    for line in text.lines() {
+    for line in without_bom(text).lines() {
         let line = line.trim();
         if line.starts_with('#') {
             continue;
@@ -140,6 +149,14 @@ pub fn check(data: &[u8]) {
             }
         }
         let outcome = Flags::from_file_text(text);
+        if !well_formed(text) {
+            // Any line that is not a known KEY=value refuses the whole file, naming it.
+            match outcome {
+                Err(error) => assert_eq!(error.name, FILE_LINE, "{error}"),
+                Ok(flags) => panic!("accepted a file with a line it does not know: {flags:?}"),
+            }
+            return;
+        }
         let via_lookup = Flags::from_lookup(|name| values.get(name).cloned());
         assert_eq!(
             outcome.as_ref().ok(),

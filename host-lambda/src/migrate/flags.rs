@@ -36,6 +36,18 @@ impl Default for Flags {
     }
 }
 
+/// Every flag, by the name the environment and the flags file use.
+pub const FLAG_NAMES: [&str; 5] = [
+    "ENABLE_DYNAMODB_DUAL_WRITE",
+    "USE_IMAGE_SERVICE",
+    "ROLLOUT_PERCENTAGE",
+    "SHADOW_READS",
+    "IMAGE_SERVICE_TIMEOUT_MS",
+];
+
+/// [`FlagError::name`] of a flags-file line that is not a known `KEY=value`.
+pub const FILE_LINE: &str = "line";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid flag {name}={value:?}: {expected}")]
 pub struct FlagError {
@@ -98,17 +110,41 @@ impl Flags {
         Ok(flags)
     }
 
-    /// Flags from a flags file's text: `KEY=value` lines (`#` comments; the last line for
-    /// a key wins), validated as `from_lookup` does.
+    /// Flags from a flags file's text: `KEY=value` lines (`#` comments and blank lines
+    /// skipped; the last line for a key wins; a leading UTF-8 byte-order mark is ignored),
+    /// validated as `from_lookup` does. Every other line is refused, so a misspelt key or a
+    /// stray line can't silently leave a flag at its default mid-migration.
     pub fn from_file_text(text: &str) -> Result<Flags, FlagError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut lines = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(FlagError {
+                    name: FILE_LINE,
+                    value: line.to_owned(),
+                    expected: "KEY=value, a # comment or a blank line",
+                });
+            };
+            let key = key.trim();
+            if !FLAG_NAMES.contains(&key) {
+                return Err(FlagError {
+                    name: FILE_LINE,
+                    value: line.to_owned(),
+                    expected: "a key among ENABLE_DYNAMODB_DUAL_WRITE, USE_IMAGE_SERVICE, \
+                               ROLLOUT_PERCENTAGE, SHADOW_READS, IMAGE_SERVICE_TIMEOUT_MS",
+                });
+            }
+            lines.push((key, value.trim()));
+        }
         Flags::from_lookup(|name| {
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split_once('='))
-                .filter(|(k, _)| k.trim() == name)
-                .map(|(_, v)| v.trim().to_owned())
-                .next_back()
+            lines
+                .iter()
+                .rev()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
         })
     }
 
@@ -285,5 +321,30 @@ mod tests {
         assert_eq!(source.current().rollout_percentage, 10);
         std::fs::write(&path, "ROLLOUT_PERCENTAGE=oops\n").unwrap();
         assert!(FileFlags::open(path).is_err());
+    }
+
+    #[test]
+    fn a_flags_file_refuses_lines_it_does_not_understand() {
+        // A byte-order mark (Windows editors), CRLF, comments, blank lines and spaces: fine.
+        let flags = Flags::from_file_text(
+            "\u{feff}USE_IMAGE_SERVICE=true\r\n\r\n  # half\r\n ROLLOUT_PERCENTAGE = 50 \r\n",
+        )
+        .unwrap();
+        assert!(flags.use_image_service);
+        assert_eq!(flags.rollout_percentage, 50);
+        // A misspelt key, an unknown one, a line without `=`: refused, naming the line.
+        for text in [
+            "USE_IMAGE_SERVICES=true\n",
+            "ROLLOUT_PERCENTAGE=10\nDEBUG=1\n",
+            "USE_IMAGE_SERVICE=true\nROLLOUT_PERCENTAGE 10\n",
+            "=true\n",
+        ] {
+            let error = Flags::from_file_text(text).unwrap_err();
+            assert_eq!(error.name, FILE_LINE, "{text:?}");
+            assert!(text.contains(error.value.as_str()), "{error}");
+        }
+        // Without its mark, a key after a BOM would not be recognised: it is refused too.
+        let error = Flags::from_file_text("\u{feff}\u{feff}SHADOW_READS=true\n").unwrap_err();
+        assert_eq!(error.name, FILE_LINE);
     }
 }
