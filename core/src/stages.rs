@@ -154,6 +154,8 @@ pub fn decode(bytes: &[u8], policy: &Policy) -> Result<Decoded, ProcessError> {
     }
     let format = supported_format(bytes)?;
     if format == Format::Png {
+        // Before `open`: the png crate sizes buffers while reading the headers and, where
+        // usize is 32 bits (wasm), would answer a huge claim with its own limit error.
         let (width, height) = decode::png_sides(bytes)?;
         decode::check_dimensions(format, width, height, policy)?;
     }
