@@ -4,7 +4,8 @@
 #
 #   host-native-bench/sharp/compare.sh [--runs 5] [--limit N] [--json report.json] [--out DIR]
 #
-# PROFILE=dev uses the test profile (CI's smoke: no release build); default release.
+# Release by default; IMGSVC_COMPARE_BIN=path runs a compare binary built already (CI's smoke
+# runs the test build's, scripts/test-bench).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -13,8 +14,8 @@ cd "$root"
 if [ ! -d "$here/node_modules/sharp" ]; then
   npm ci --prefix "$here" --no-audit --no-fund --loglevel=error
 fi
-profile=${PROFILE:-release}
-cargo build --locked --profile "$profile" -p imgsvc-native-bench --bin compare
-dir=$profile
-[ "$profile" = dev ] && dir=debug
-exec "${CARGO_TARGET_DIR:-$root/target}/$dir/compare" "$@"
+if [ -n "${IMGSVC_COMPARE_BIN:-}" ]; then
+  exec "$IMGSVC_COMPARE_BIN" "$@"
+fi
+cargo build --locked --release -p imgsvc-native-bench --bin compare
+exec "${CARGO_TARGET_DIR:-$root/target}/release/compare" "$@"
