@@ -53,8 +53,10 @@ if $make_seeds; then
 fi
 
 child=""
-# GNU time ignores SIGINT while its child runs: signal libFuzzer itself (time's child).
-trap 'stopping=true; [ -n "$child" ] && pkill -INT -P "$child" 2>/dev/null || true' INT TERM
+# Stop libFuzzer itself (time's child) with SIGTERM: GNU time ignores SIGINT while its child
+# runs, and libFuzzer, started in the background of a non-interactive shell, inherits SIGINT
+# ignored; on SIGTERM it ends the run and prints its stats, so the slot is still recorded.
+trap 'stopping=true; [ -n "$child" ] && pkill -TERM -P "$child" 2>/dev/null || true' INT TERM
 stopping=false
 while ! $stopping; do
   for target in "${targets[@]}"; do
