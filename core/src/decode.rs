@@ -53,21 +53,42 @@ enum Decoder<'a> {
     Other(Box<dyn ImageDecoder + 'a>),
 }
 
-/// Read the headers of a supported image. Allocations here are bounded by the input size
-/// (each decoder keeps its own cap on metadata chunks), never by the claimed dimensions.
+/// Read the headers of a supported image and check what they claim against `policy`
+/// (sides, pixels, frames). Allocations here are bounded by the input size (each decoder
+/// keeps its own cap on metadata chunks), never by the claimed dimensions.
 ///
-/// Frames are counted up to `count_frames_to + 1`, so a frame bomb costs no more than the
-/// frames we would refuse anyway.
-pub(crate) fn open(
-    bytes: &[u8],
+/// Frames are counted up to `policy.max_frames + 1`, so a frame bomb costs no more than the
+/// frames we refuse anyway.
+pub(crate) fn open<'a>(
+    bytes: &'a [u8],
     format: Format,
-    count_frames_to: u32,
-) -> Result<OpenImage<'_>, ProcessError> {
-    if format == Format::Jpeg {
-        return open_jpeg(bytes);
+    policy: &Policy,
+) -> Result<OpenImage<'a>, ProcessError> {
+    let open = match format {
+        Format::Jpeg => open_jpeg(bytes, policy)?,
+        _ => open_with_image(bytes, format, policy)?,
+    };
+    if open.header.frames > policy.max_frames {
+        return Err(ProcessError::TooManyFrames {
+            limit: policy.max_frames,
+        });
     }
+    Ok(open)
+}
+
+fn open_with_image<'a>(
+    bytes: &'a [u8],
+    format: Format,
+    policy: &Policy,
+) -> Result<OpenImage<'a>, ProcessError> {
     let Some(image_format) = format.image_format() else {
         return Err(ProcessError::UnsupportedFormat { detected: format });
+    };
+    // A PNG's own header read comes first: it checks the sides on the IHDR alone, before
+    // anything sizes a buffer from them (see `png_header`).
+    let png = match format {
+        Format::Png => Some(png_header(bytes, policy)?),
+        _ => None,
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     // Our own checks run on the header and give precise errors; the decoder limits are
@@ -84,13 +105,16 @@ pub(crate) fn open(
         .into_decoder()
         .map_err(|e| map_image_error(format, u64::MAX, e))?;
     let (width, height) = decoder.dimensions();
+    if png.is_none() {
+        check_dimensions(format, width, height, policy)?;
+    }
     // A broken or lying EXIF block is not a reason to refuse a photo: unknown means upright.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc_profile = decoder.icc_profile().ok().flatten();
-    let (frames, cicp) = match format {
-        Format::Gif => (count_gif_frames(bytes, count_frames_to)?, None),
-        Format::Webp => (count_webp_frames(bytes)?, None),
-        Format::Png => png_frames_and_cicp(bytes)?,
+    let (frames, cicp) = match (format, png) {
+        (_, Some(png)) => (png.frames, png.cicp),
+        (Format::Gif, None) => (count_gif_frames(bytes, policy.max_frames)?, None),
+        (Format::Webp, None) => (count_webp_frames(bytes)?, None),
         _ => (1, None),
     };
     Ok(OpenImage {
@@ -107,7 +131,7 @@ pub(crate) fn open(
     })
 }
 
-fn open_jpeg(bytes: &[u8]) -> Result<OpenImage<'_>, ProcessError> {
+fn open_jpeg<'a>(bytes: &'a [u8], policy: &Policy) -> Result<OpenImage<'a>, ProcessError> {
     let options = DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(usize::from(u16::MAX))
@@ -124,10 +148,13 @@ fn open_jpeg(bytes: &[u8]) -> Result<OpenImage<'_>, ProcessError> {
         .and_then(|exif| Orientation::from_exif_chunk(exif))
         .unwrap_or(Orientation::NoTransforms);
     let icc_profile = decoder.icc_profile();
+    let width = u32::try_from(width).map_err(jpeg_error)?;
+    let height = u32::try_from(height).map_err(jpeg_error)?;
+    check_dimensions(Format::Jpeg, width, height, policy)?;
     Ok(OpenImage {
         header: Header {
-            width: u32::try_from(width).map_err(jpeg_error)?,
-            height: u32::try_from(height).map_err(jpeg_error)?,
+            width,
+            height,
             orientation,
             icc_profile,
             cicp: None,
@@ -193,7 +220,7 @@ impl OpenImage<'_> {
 }
 
 /// A zero-sized image is a corrupt header, whatever the policy (`probe` refuses it too).
-pub(crate) fn check_not_empty(format: Format, width: u32, height: u32) -> Result<(), ProcessError> {
+fn check_not_empty(format: Format, width: u32, height: u32) -> Result<(), ProcessError> {
     if width == 0 || height == 0 {
         return Err(ProcessError::CorruptImage {
             format,
@@ -204,7 +231,7 @@ pub(crate) fn check_not_empty(format: Format, width: u32, height: u32) -> Result
 }
 
 /// Check claimed dimensions against the policy. Runs before any pixel allocation.
-pub(crate) fn check_dimensions(
+fn check_dimensions(
     format: Format,
     width: u32,
     height: u32,
@@ -244,29 +271,26 @@ fn count_webp_frames(bytes: &[u8]) -> Result<u32, ProcessError> {
     })
 }
 
-/// A PNG's sides as its IHDR claims them, read before anything else of the file. The png
-/// crate sizes its row buffers while reading the rest of the headers and, where `usize` is
-/// 32 bits (wasm), refuses huge sides with its own limit error; checking these first gives
-/// every target the same precise refusal (`dimensions_too_large`, `too_many_pixels`).
-pub(crate) fn png_sides(bytes: &[u8]) -> Result<(u32, u32), ProcessError> {
-    let mut decoder = png::Decoder::new(Cursor::new(bytes));
-    let info = decoder
-        .read_header_info()
-        .map_err(|e| ProcessError::CorruptImage {
-            format: Format::Png,
-            reason: e.to_string(),
-        })?;
-    Ok((info.width, info.height))
+/// What a PNG's own headers add to image's decoder: the APNG frame count (`acTL`) and the
+/// `cICP` colour description.
+struct PngHeader {
+    frames: u32,
+    cicp: Option<Cicp>,
 }
 
-/// APNG frame count (from `acTL`) and the `cICP` colour description, in one header read.
-fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<Cicp>), ProcessError> {
-    let reader = png::Decoder::new(Cursor::new(bytes))
-        .read_info()
-        .map_err(|e| ProcessError::CorruptImage {
-            format: Format::Png,
-            reason: e.to_string(),
-        })?;
+/// One read of a PNG's headers that checks the IHDR's sides against the policy first: the
+/// png crate sizes its row buffers while reading the rest of the headers and, where `usize`
+/// is 32 bits (wasm), refuses huge sides with its own limit error; checking them first gives
+/// every target the same precise refusal (`dimensions_too_large`, `too_many_pixels`).
+fn png_header(bytes: &[u8], policy: &Policy) -> Result<PngHeader, ProcessError> {
+    let corrupt = |e: png::DecodingError| ProcessError::CorruptImage {
+        format: Format::Png,
+        reason: e.to_string(),
+    };
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    let ihdr = decoder.read_header_info().map_err(corrupt)?;
+    check_dimensions(Format::Png, ihdr.width, ihdr.height, policy)?;
+    let reader = decoder.read_info().map_err(corrupt)?;
     let info = reader.info();
     let frames = info
         .animation_control
@@ -277,7 +301,7 @@ fn png_frames_and_cicp(bytes: &[u8]) -> Result<(u32, Option<Cicp>), ProcessError
         matrix: c.matrix_coefficients,
         full_range: c.is_video_full_range_image,
     });
-    Ok((frames, cicp))
+    Ok(PngHeader { frames, cicp })
 }
 
 fn count_gif_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> {

@@ -102,12 +102,21 @@ pub struct Processed {
     pub thumbhash: Vec<u8>,
 }
 
+/// `probe` reports what the headers claim, however large; `open` still refuses a zero-sized
+/// image (as `process` would under any policy). Private: hosts may only tighten limits.
+const PROBE_POLICY: Policy = Policy {
+    max_input_bytes: u64::MAX,
+    max_side: u32::MAX,
+    max_pixels: u64::MAX,
+    max_frames: u32::MAX,
+    max_alloc_bytes: u64::MAX,
+};
+
 /// Read format, dimensions, orientation and frame count from the headers. Allocates no
 /// pixel buffer; refuses what `process` would refuse for its format alone.
 pub fn probe(bytes: &[u8]) -> Result<Probe, ProcessError> {
     let format = stages::supported_format(bytes)?;
-    let header = decode::open(bytes, format, u32::MAX)?.header;
-    decode::check_not_empty(format, header.width, header.height)?;
+    let header = decode::open(bytes, format, &PROBE_POLICY)?.header;
     Ok(Probe {
         format,
         width: header.width,

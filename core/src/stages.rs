@@ -153,20 +153,8 @@ pub fn decode(bytes: &[u8], policy: &Policy) -> Result<Decoded, ProcessError> {
         });
     }
     let format = supported_format(bytes)?;
-    if format == Format::Png {
-        // Before `open`: the png crate sizes buffers while reading the headers and, where
-        // usize is 32 bits (wasm), would answer a huge claim with its own limit error.
-        let (width, height) = decode::png_sides(bytes)?;
-        decode::check_dimensions(format, width, height, policy)?;
-    }
-    let open = decode::open(bytes, format, policy.max_frames)?;
-    let (width, height, frames) = (open.header.width, open.header.height, open.header.frames);
-    decode::check_dimensions(format, width, height, policy)?;
-    if frames > policy.max_frames {
-        return Err(ProcessError::TooManyFrames {
-            limit: policy.max_frames,
-        });
-    }
+    let open = decode::open(bytes, format, policy)?;
+    let frames = open.header.frames;
     let orientation = open.header.orientation;
     // PNG's cICP, when present, overrides any ICC profile (PNG third edition, 4.3).
     let to_srgb = match (open.header.cicp, &open.header.icc_profile) {
