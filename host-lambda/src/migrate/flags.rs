@@ -274,6 +274,26 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_name_is_read_and_listed_in_the_file_error() {
+        // The names live in three places (FLAG_NAMES, from_lookup, the unknown-key message);
+        // a flag added to one and not the others fails here.
+        let unknown = Flags::from_file_text("NOT_A_FLAG=1\n").unwrap_err();
+        for name in FLAG_NAMES {
+            let error = Flags::from_lookup(|n| (n == name).then(|| "x".to_owned())).unwrap_err();
+            assert_eq!(error.name, name, "from_lookup does not read {name}");
+            assert!(
+                unknown.expected.contains(name),
+                "{name} missing from {unknown}"
+            );
+        }
+        assert_eq!(
+            unknown.expected.matches(", ").count() + 1,
+            FLAG_NAMES.len(),
+            "the message lists a name FLAG_NAMES lacks: {unknown}"
+        );
+    }
+
+    #[test]
     fn rollout_shares_are_within_three_points_and_monotone() {
         let users: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
         for percentage in [0u8, 10, 50, 100] {
