@@ -73,8 +73,14 @@ while ! $stopping; do
     start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     log="$FUZZ_LOGS/$target-$start.log"
     timing="$FUZZ_LOGS/.time-$target"
+    # In a session of its own whose scheduler autogroup is lowered too: with autogroups on
+    # (the kernel default), `nice` ranks processes only inside one session's group, so a
+    # fuzzer under `nice -n 19` still took a full share of the CPU beside a build started
+    # from another session. (The script is not interactive, so `&` makes no process group
+    # leader and setsid does not fork: $! stays time's PID.)
     # shellcheck disable=SC2046
-    nice -n 19 /usr/bin/time -f '%e %U %S' -o "$timing" \
+    setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec "$@"' lowered \
+      nice -n 19 /usr/bin/time -f '%e %U %S' -o "$timing" \
       "$(fuzz_binary "$target")" $(fuzz_flags "$target") -max_total_time="$seconds" \
       -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
       -print_final_stats=1 -artifact_prefix="$artifacts/" \
