@@ -178,10 +178,15 @@ fn jpeg_error(error: impl std::fmt::Display) -> ProcessError {
             reason,
         }
     } else {
-        ProcessError::CorruptImage {
-            format: Format::Jpeg,
-            reason,
-        }
+        corrupt(Format::Jpeg, reason)
+    }
+}
+
+/// The error for a file that breaks its own format's rules.
+fn corrupt(format: Format, reason: impl std::fmt::Display) -> ProcessError {
+    ProcessError::CorruptImage {
+        format,
+        reason: reason.to_string(),
     }
 }
 
@@ -222,10 +227,10 @@ impl OpenImage<'_> {
 /// A zero-sized image is a corrupt header, whatever the policy (`probe` refuses it too).
 fn check_not_empty(format: Format, width: u32, height: u32) -> Result<(), ProcessError> {
     if width == 0 || height == 0 {
-        return Err(ProcessError::CorruptImage {
+        return Err(corrupt(
             format,
-            reason: format!("zero-sized image ({width}x{height})"),
-        });
+            format!("zero-sized image ({width}x{height})"),
+        ));
     }
     Ok(())
 }
@@ -258,12 +263,8 @@ fn check_dimensions(
 }
 
 fn count_webp_frames(bytes: &[u8]) -> Result<u32, ProcessError> {
-    let decoder = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| {
-        ProcessError::CorruptImage {
-            format: Format::Webp,
-            reason: e.to_string(),
-        }
-    })?;
+    let decoder =
+        image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| corrupt(Format::Webp, e))?;
     Ok(if decoder.is_animated() {
         decoder.num_frames()
     } else {
@@ -283,14 +284,12 @@ struct PngHeader {
 /// is 32 bits (wasm), refuses huge sides with its own limit error; checking them first gives
 /// every target the same precise refusal (`dimensions_too_large`, `too_many_pixels`).
 fn png_header(bytes: &[u8], policy: &Policy) -> Result<PngHeader, ProcessError> {
-    let corrupt = |e: png::DecodingError| ProcessError::CorruptImage {
-        format: Format::Png,
-        reason: e.to_string(),
-    };
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
-    let ihdr = decoder.read_header_info().map_err(corrupt)?;
+    let ihdr = decoder
+        .read_header_info()
+        .map_err(|e| corrupt(Format::Png, e))?;
     check_dimensions(Format::Png, ihdr.width, ihdr.height, policy)?;
-    let reader = decoder.read_info().map_err(corrupt)?;
+    let reader = decoder.read_info().map_err(|e| corrupt(Format::Png, e))?;
     let info = reader.info();
     let frames = info
         .animation_control
@@ -305,14 +304,12 @@ fn png_header(bytes: &[u8], policy: &Policy) -> Result<PngHeader, ProcessError> 
 }
 
 fn count_gif_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> {
-    let corrupt = |e: gif::DecodingError| ProcessError::CorruptImage {
-        format: Format::Gif,
-        reason: e.to_string(),
-    };
     let mut options = gif::DecodeOptions::new();
     // Count without LZW-decoding anything: a frame bomb costs one scan of the input.
     options.skip_frame_decoding(true);
-    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(corrupt)?;
+    let mut decoder = options
+        .read_info(Cursor::new(bytes))
+        .map_err(|e| corrupt(Format::Gif, e))?;
     let mut frames = 0u32;
     while frames <= stop_after {
         match decoder.next_frame_info() {
@@ -320,15 +317,12 @@ fn count_gif_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> 
             Ok(None) => break,
             // Trailing garbage after at least one good frame is common in the wild and
             // harmless: we only use the first frame. Before it, the file is broken.
-            Err(e) if frames == 0 => return Err(corrupt(e)),
+            Err(e) if frames == 0 => return Err(corrupt(Format::Gif, e)),
             Err(_) => break,
         }
     }
     if frames == 0 {
-        return Err(ProcessError::CorruptImage {
-            format: Format::Gif,
-            reason: "the GIF has no frames".into(),
-        });
+        return Err(corrupt(Format::Gif, "the GIF has no frames"));
     }
     Ok(frames)
 }
@@ -337,10 +331,9 @@ fn count_gif_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> 
 pub(crate) fn map_image_error(format: Format, alloc_limit: u64, error: ImageError) -> ProcessError {
     match error {
         ImageError::Limits(limit) => match limit.kind() {
-            LimitErrorKind::DimensionError => ProcessError::CorruptImage {
-                format,
-                reason: "dimensions exceed the decoder's limits".into(),
-            },
+            LimitErrorKind::DimensionError => {
+                corrupt(format, "dimensions exceed the decoder's limits")
+            }
             _ => ProcessError::MemoryLimit { limit: alloc_limit },
         },
         ImageError::Unsupported(e) => ProcessError::UnsupportedFeature {
@@ -348,14 +341,8 @@ pub(crate) fn map_image_error(format: Format, alloc_limit: u64, error: ImageErro
             reason: e.to_string(),
         },
         ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            ProcessError::CorruptImage {
-                format,
-                reason: "the file is truncated".into(),
-            }
+            corrupt(format, "the file is truncated")
         }
-        other => ProcessError::CorruptImage {
-            format,
-            reason: other.to_string(),
-        },
+        other => corrupt(format, other),
     }
 }

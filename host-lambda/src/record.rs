@@ -80,6 +80,11 @@ pub fn etag_of(bytes: &[u8]) -> String {
     hex
 }
 
+/// The clock, read once per change, as a record timestamp (`iso8601`).
+pub fn now() -> String {
+    iso8601(time::OffsetDateTime::now_utc())
+}
+
 /// Timestamps as JavaScript's `toISOString()` writes them (the seeds' format), so records
 /// sort correctly as strings: `2026-11-23T12:34:56.789Z`.
 pub fn iso8601(at: time::OffsetDateTime) -> String {

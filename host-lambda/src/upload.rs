@@ -77,6 +77,42 @@ pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiErr
     .map_err(ApiError::from)
 }
 
+/// Process, store and record one upload for `user_id` (what `POST /images` does once the
+/// form is read): a new id, the clock, then `process`, `new_record` and `store`.
+pub async fn create(
+    state: &AppState,
+    user_id: &str,
+    bytes: Bytes,
+    fields: UploadFields,
+) -> Result<ImageRecord, ApiError> {
+    let processed = process(state, bytes).await?;
+    let record = new_record(
+        state,
+        &new_image_id(),
+        user_id,
+        fields,
+        &processed,
+        &record::now(),
+    );
+    store(state, &record, processed).await?;
+    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
+    Ok(record)
+}
+
+/// A ULID that sorts after every id this process issued before, even within one
+/// millisecond, so uploads list in exactly the order they were made.
+pub fn new_image_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut guard = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
 /// The record for a processed upload. Pure: ids, clock and URLs come in as arguments.
 pub fn new_record(
     state: &AppState,

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::images::{ListParams, now, owned, parse_patch, read_upload_form, version_etag};
+use super::images::{ListParams, owned, parse_patch, read_upload_form, version_etag};
 use crate::auth::Caller;
 use crate::migrate::flags::{FlagSource, Flags};
 use crate::migrate::legacy::{LegacyPosition, LegacyStore};
@@ -55,14 +55,14 @@ pub async fn upload_image(
     let flags = gallery.flags.current();
     let (bytes, fields) = read_upload_form(&state, multipart).await?;
     let processed = upload::process(&state, bytes).await?;
-    let image_id = super::images::new_image_id();
+    let image_id = upload::new_image_id();
     let full = upload::new_record(
         &state,
         &image_id,
         &caller.user_id,
         fields,
         &processed,
-        &now(),
+        &crate::record::now(),
     );
     let row = row_of(&full)?;
     upload::put_objects(&state, &full, processed).await?;
@@ -285,7 +285,7 @@ pub async fn update_image(
         }
         .into());
     }
-    let next = current.edited(&edit, &now());
+    let next = current.edited(&edit, &crate::record::now());
     let expected = i64::try_from(expected).map_err(|_| StoreError::NotFound)?;
     let entry = gallery
         .legacy

@@ -12,16 +12,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::Caller;
-use crate::record::{self, Editable, ImageRecord, iso8601};
+use crate::record::{self, Editable, ImageRecord};
 use crate::store::{ListQuery, Reservation};
 use crate::upload::{self, UploadFields};
 
 /// Longest accepted text field in an upload form (title, tags, albumId), in bytes.
 const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
-
-pub(super) fn now() -> String {
-    iso8601(time::OffsetDateTime::now_utc())
-}
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -65,7 +61,7 @@ pub(super) async fn create_with_idempotency(
     fields: UploadFields,
 ) -> Result<Response, ApiError> {
     let Some(key) = idempotency_key else {
-        let record = create_image(state, caller, bytes, fields).await?;
+        let record = upload::create(state, &caller.user_id, bytes, fields).await?;
         return Ok(created(&record, false));
     };
 
@@ -107,7 +103,7 @@ pub(super) async fn create_with_idempotency(
             ));
         }
     }
-    match create_image(state, caller, bytes, fields).await {
+    match upload::create(state, &caller.user_id, bytes, fields).await {
         Ok(record) => {
             let response = serde_json::to_string(&record).unwrap_or_default();
             if let Err(error) = state
@@ -183,28 +179,6 @@ fn upload_fingerprint(bytes: &[u8], fields: &UploadFields) -> String {
     record::etag_of(described.to_string().as_bytes())
 }
 
-/// Process, store and record one upload.
-async fn create_image(
-    state: &AppState,
-    caller: &Caller,
-    bytes: Bytes,
-    fields: UploadFields,
-) -> Result<ImageRecord, ApiError> {
-    let processed = upload::process(state, bytes).await?;
-    let image_id = new_image_id();
-    let record = upload::new_record(
-        state,
-        &image_id,
-        &caller.user_id,
-        fields,
-        &processed,
-        &now(),
-    );
-    upload::store(state, &record, processed).await?;
-    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
-    Ok(record)
-}
-
 /// Read the multipart form, streaming the file with a running count so an oversized upload
 /// is refused the moment it passes the limit.
 pub(super) async fn read_upload_form(
@@ -276,20 +250,6 @@ pub async fn read_upload_fields(
     let bytes =
         file.ok_or_else(|| ApiError::bad_request("missing_file", "the form has no `file` field"))?;
     Ok((bytes, fields))
-}
-
-/// A ULID that sorts after every id this process issued before, even within one
-/// millisecond, so uploads list in exactly the order they were made.
-pub(super) fn new_image_id() -> String {
-    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
-    let mut guard = GENERATOR
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    guard
-        .get_or_insert_with(ulid::Generator::new)
-        .generate()
-        .unwrap_or_else(|_| ulid::Ulid::new())
-        .to_string()
 }
 
 /// The record's version as an HTTP entity tag (what `If-Match` compares against).
@@ -444,7 +404,7 @@ pub async fn update(
         }
         .into());
     }
-    let next = current.edited(&edit, &now());
+    let next = current.edited(&edit, &record::now());
     state.metadata.update(&next, expected).await?;
     Ok(([(header::ETAG, version_etag(&next))], Json(next)).into_response())
 }

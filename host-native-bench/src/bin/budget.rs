@@ -96,26 +96,10 @@ async fn upload_once(
     state: &imgsvc_lambda::api::AppState,
     original: Bytes,
 ) -> Result<(u32, u32), String> {
-    let processed = upload::process(state, original)
+    let record = upload::create(state, "budget", original, upload::UploadFields::default())
         .await
         .map_err(|e| e.code.to_owned())?;
-    let id = ulid::Ulid::new().to_string();
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let record = upload::new_record(
-        state,
-        &id,
-        "budget",
-        upload::UploadFields::default(),
-        &processed,
-        &now,
-    );
-    let dimensions = (processed.display.width, processed.display.height);
-    upload::store(state, &record, processed)
-        .await
-        .map_err(|e| e.code.to_owned())?;
-    Ok(dimensions)
+    Ok((record.width, record.height))
 }
 
 fn report(args: &Args, results: &[PhotoResult]) -> Value {
