@@ -85,6 +85,20 @@ pub async fn create(
     bytes: Bytes,
     fields: UploadFields,
 ) -> Result<ImageRecord, ApiError> {
+    let (record, processed) = prepare(state, user_id, bytes, fields).await?;
+    store(state, &record, processed).await?;
+    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
+    Ok(record)
+}
+
+/// Process an upload and make its record (a new id, the clock): what every upload path
+/// does before it stores anything (`create`, and `POST /gallery/images` into PostgreSQL).
+pub async fn prepare(
+    state: &AppState,
+    user_id: &str,
+    bytes: Bytes,
+    fields: UploadFields,
+) -> Result<(ImageRecord, Processed), ApiError> {
     let processed = process(state, bytes).await?;
     let record = new_record(
         state,
@@ -94,14 +108,12 @@ pub async fn create(
         &processed,
         &record::now(),
     );
-    store(state, &record, processed).await?;
-    tracing::info!(image_id = %record.id, user_id = %record.user_id, "Image uploaded successfully");
-    Ok(record)
+    Ok((record, processed))
 }
 
 /// A ULID that sorts after every id this process issued before, even within one
 /// millisecond, so uploads list in exactly the order they were made.
-pub fn new_image_id() -> String {
+fn new_image_id() -> String {
     static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
     let mut guard = GENERATOR
         .lock()

@@ -54,16 +54,7 @@ pub async fn upload_image(
     let gallery = gallery(&state)?;
     let flags = gallery.flags.current();
     let (bytes, fields) = read_upload_form(&state, multipart).await?;
-    let processed = upload::process(&state, bytes).await?;
-    let image_id = upload::new_image_id();
-    let full = upload::new_record(
-        &state,
-        &image_id,
-        &caller.user_id,
-        fields,
-        &processed,
-        &crate::record::now(),
-    );
+    let (full, processed) = upload::prepare(&state, &caller.user_id, bytes, fields).await?;
     let row = row_of(&full)?;
     upload::put_objects(&state, &full, processed).await?;
     let entry = match gallery.legacy.insert(&row, flags.dual_write).await {
