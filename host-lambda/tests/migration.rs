@@ -55,6 +55,7 @@ async fn fresh_database() -> String {
 struct Cuttable {
     url: String,
     down: watch::Sender<bool>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Cuttable {
@@ -63,12 +64,20 @@ impl Cuttable {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (down, watcher) = watch::channel(false);
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hanging = hang.clone();
         tokio::spawn(async move {
+            let mut held = Vec::new();
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
                 let mut watcher = watcher.clone();
+                if hanging.load(std::sync::atomic::Ordering::SeqCst) {
+                    // A black hole: the connection is accepted and never answered.
+                    held.push(client);
+                    continue;
+                }
                 if *watcher.borrow() {
                     drop(client);
                     continue;
@@ -85,11 +94,19 @@ impl Cuttable {
                 });
             }
         });
-        Cuttable { url, down }
+        Cuttable { url, down, hang }
     }
 
     fn set_down(&self, down: bool) {
         self.down.send_replace(down);
+    }
+
+    /// Accept and never answer (a hung DynamoDB), or forward again.
+    fn set_hang(&self, hang: bool) {
+        // Checked before `down` on accept; `down` closes the connections already forwarding,
+        // so every request from now on opens a connection that is held.
+        self.hang.store(hang, std::sync::atomic::Ordering::SeqCst);
+        self.down.send_replace(hang);
     }
 }
 
@@ -256,6 +273,56 @@ impl Gallery {
             ids.push(record["id"].as_str().unwrap().to_owned());
         }
         ids
+    }
+
+    /// `POST /images`: an upload through the Image Service API (after cutover), not the gallery.
+    async fn image_upload(&self, user: &str) -> String {
+        let photo = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/corpus/skimage_rocket.jpg"),
+        )
+        .unwrap();
+        let form = Form::new().part("file", Part::bytes(photo).file_name("rocket.jpg"));
+        let response = self
+            .client
+            .post(format!("{}/images", self.url))
+            .bearer_auth(self.token(user))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let record: Value = response.json().await.unwrap();
+        record["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `PATCH {prefix}/images/{id}` with a new title at `version`.
+    async fn retitle(&self, prefix: &str, user: &str, id: &str, version: u64, title: &str) {
+        let response = self
+            .client
+            .patch(format!("{}{prefix}/images/{id}", self.url))
+            .bearer_auth(self.token(user))
+            .json(&json!({"title": title, "version": version}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{id} v{version}");
+    }
+
+    /// `DELETE {prefix}/images/{id}`.
+    async fn delete(&self, prefix: &str, user: &str, id: &str) {
+        let response = self
+            .client
+            .delete(format!("{}{prefix}/images/{id}", self.url))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{id}");
+    }
+
+    fn legacy(&self) -> Arc<dyn imgsvc_lambda::migrate::legacy::LegacyStore> {
+        self.state.gallery.as_ref().unwrap().legacy.clone()
     }
 
     async fn verify(&self) -> imgsvc_lambda::migrate::verify::VerifyReport {
@@ -587,9 +654,17 @@ async fn verify_finds_drift_reconcile_repairs_it_and_reverse_restores_postgresql
     assert!(run(&["backfill"]).status.success());
     assert_eq!(run(&["verify", "--all"]).status.code(), Some(0));
 
-    // Drift: a record missing, one edited behind the migration's back, one with no row.
+    // Drift: a record lost behind the migration's back (no delete, no tombstone), one
+    // edited in the Image Service, one with no row.
     let target = &gallery.state.metadata;
-    target.delete("LEGACY00000001").await.unwrap();
+    aws_sdk_dynamodb::Client::new(&sdk(&aws_endpoint()).await)
+        .delete_item()
+        .table_name(&gallery.name)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S("IMAGE#LEGACY00000001".into()))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("METADATA".into()))
+        .send()
+        .await
+        .unwrap();
     let mut drifted = target.get("LEGACY00000002").await.unwrap().unwrap();
     drifted.title = Some("changed in DynamoDB".into());
     target.update(&drifted, drifted.version).await.unwrap();
@@ -626,9 +701,375 @@ async fn verify_finds_drift_reconcile_repairs_it_and_reverse_restores_postgresql
     let reverse = run(&["reverse"]);
     assert!(reverse.status.success());
     let line: Value = serde_json::from_slice(&reverse.stdout).unwrap();
+    // 61 records: the 60 rows and the stray one, which reconcile copied to PostgreSQL (the
+    // newest version wins; a record missing on one side was never deleted there).
     assert_eq!(
         (line["copied"].as_i64(), line["alreadyCurrent"].as_i64()),
-        (Some(2), Some(58))
+        (Some(2), Some(59))
     );
     assert_eq!(run(&["verify"]).status.code(), Some(0));
+}
+
+/// Output of a finished `imgsvc migrate …`: exit code, stdout.
+fn finished(output: std::process::Output) -> (Option<i32>, String) {
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_delete_after_cutover_stays_deleted_through_reverse() {
+    let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
+    let ids = gallery.uploads("dave", 2).await;
+    // After cutover the user deletes one image through the Image Service API…
+    gallery.delete("", "dave", &ids[0]).await;
+    // …then the operator rolls back.
+    let data = tempfile::tempdir().unwrap();
+    let (code, out) = finished(gallery.migrate(data.path(), &["reverse"]).output().unwrap());
+    assert_eq!(code, Some(0), "{out}");
+    let legacy = gallery.legacy();
+    assert!(
+        legacy.get(&ids[0]).await.unwrap().is_none(),
+        "the deleted image is back in PostgreSQL"
+    );
+    assert!(legacy.get(&ids[1]).await.unwrap().is_some());
+    let response = gallery
+        .client
+        .get(format!("{}/gallery/images/{}", gallery.url, ids[0]))
+        .bearer_auth(gallery.token("dave"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (code, out) = finished(gallery.migrate(data.path(), &["verify"]).output().unwrap());
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[tokio::test]
+async fn a_mirror_that_read_a_row_before_its_delete_does_not_resurrect_it() {
+    let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
+    let ids = gallery.uploads("erin", 1).await;
+    // What a slow mirror read just before the delete…
+    let stale = gallery.state.metadata.get(&ids[0]).await.unwrap().unwrap();
+    gallery.delete("/gallery", "erin", &ids[0]).await;
+    // …lands after the delete's own mirror: refused.
+    assert!(!gallery.state.metadata.put_if_newer(&stale).await.unwrap());
+    assert!(gallery.state.metadata.get(&ids[0]).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn backfill_applies_deletes_made_while_dual_write_was_off() {
+    let gallery = Gallery::start("").await;
+    gallery.seed_rows(3).await;
+    let data = tempfile::tempdir().unwrap();
+    let backfill = || finished(gallery.migrate(data.path(), &["backfill"]).output().unwrap());
+    assert_eq!(backfill().0, Some(0));
+    // Deleted in the gallery while nothing was mirrored: only PostgreSQL knows.
+    gallery.delete("/gallery", "user-1", "LEGACY00000001").await;
+    let (code, out) = backfill();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        gallery
+            .state
+            .metadata
+            .get("LEGACY00000001")
+            .await
+            .unwrap()
+            .is_none(),
+        "backfill kept a deleted image: {out}"
+    );
+    let (code, out) = finished(gallery.migrate(data.path(), &["verify"]).output().unwrap());
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[tokio::test]
+async fn reconcile_keeps_newer_image_service_writes_and_refuses_to_overwrite_them() {
+    let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
+    let ids = gallery.uploads("frank", 3).await;
+    // After cutover, writes reach the Image Service only: a new image, an edit to version
+    // 3, a delete.
+    let new_id = gallery.image_upload("frank").await;
+    gallery.retitle("", "frank", &ids[0], 1, "second").await;
+    gallery.retitle("", "frank", &ids[0], 2, "third").await;
+    gallery.delete("", "frank", &ids[1]).await;
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| finished(gallery.migrate(data.path(), args).output().unwrap());
+    let legacy = gallery.legacy();
+    let target = &gallery.state.metadata;
+
+    // A dry run says what it would change and changes nothing.
+    let (code, out) = run(&["reconcile", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    for id in [&new_id, &ids[0], &ids[1]] {
+        assert!(out.contains(id.as_str()), "{id} not in the plan: {out}");
+    }
+    assert!(!out.contains(ids[2].as_str()), "{out}");
+    assert!(legacy.get(&new_id).await.unwrap().is_none());
+    assert_eq!(legacy.get(&ids[0]).await.unwrap().unwrap().version, 1);
+
+    // The newest version wins, whichever side holds it; a delete wins over an older row.
+    let (code, out) = run(&["reconcile"]);
+    assert_eq!(code, Some(0), "{out}");
+    let kept = target.get(&ids[0]).await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.title.as_deref()), (3, Some("third")));
+    assert!(target.get(&new_id).await.unwrap().is_some());
+    assert!(target.get(&ids[1]).await.unwrap().is_none());
+    let row = legacy.get(&ids[0]).await.unwrap().unwrap();
+    assert_eq!((row.version, row.title.as_deref()), (3, Some("third")));
+    assert!(legacy.get(&new_id).await.unwrap().is_some());
+    assert!(legacy.get(&ids[1]).await.unwrap().is_none());
+    assert_eq!(run(&["verify"]).0, Some(0));
+
+    // The same version with different content on each side: no version says which is
+    // right, so reconcile refuses until told the direction.
+    let pool = sqlx::PgPool::connect(&gallery.db).await.unwrap();
+    sqlx::query("UPDATE gallery_images SET title = 'fixed by hand' WHERE id = $1")
+        .bind(&ids[2])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (code, out) = run(&["reconcile"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(target.get(&ids[2]).await.unwrap().unwrap().title, Some("photo 2".into()));
+    let (code, out) = run(&["reconcile", "--from", "postgres"]);
+    assert_eq!(code, Some(0), "{out}");
+    let forced = target.get(&ids[2]).await.unwrap().unwrap();
+    // Moved forward, never back: the ETag sequence keeps growing on both sides.
+    assert_eq!((forced.version, forced.title.as_deref()), (2, Some("fixed by hand")));
+    assert_eq!(legacy.get(&ids[2]).await.unwrap().unwrap().version, 2);
+    assert_eq!(run(&["verify"]).0, Some(0));
+}
+
+#[tokio::test]
+async fn the_gallery_lists_every_row_once_with_microsecond_timestamps_and_ties() {
+    let gallery = Gallery::start("").await;
+    let pool = sqlx::PgPool::connect(&gallery.db).await.unwrap();
+    // Five rows from one transaction (one now() for all), four a microsecond apart within
+    // one millisecond, and one on its own.
+    for (prefix, created_at) in [
+        ("TIE", "now()"),
+        (
+            "MICRO",
+            "timestamptz '2025-01-01T00:00:00.123Z' + i * interval '1 microsecond'",
+        ),
+    ] {
+        let count = if prefix == "TIE" { 5 } else { 4 };
+        sqlx::query(&format!(
+            "INSERT INTO gallery_images (id, user_id, created_at, updated_at, s3_key, s3_bucket,
+                 mime_type, size_bytes, width, height)
+             SELECT '{prefix}' || i, 'gina', {created_at}, now(), 'k' || i, 'b', 'image/jpeg',
+                 1, 1, 1
+             FROM generate_series(1, {count}) AS i"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO gallery_images (id, user_id, created_at, updated_at, s3_key, s3_bucket,
+             mime_type, size_bytes, width, height)
+         VALUES ('ALONE', 'gina', '2020-01-01T00:00:00.000001Z', now(), 'k', 'b', 'image/jpeg',
+             1, 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for limit in 1..=11 {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..20 {
+            let mut url = format!("{}/gallery/images?limit={limit}", gallery.url);
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let page: Value = gallery
+                .client
+                .get(url)
+                .bearer_auth(gallery.token("gina"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for item in page["items"].as_array().unwrap() {
+                seen.push(item["id"].as_str().unwrap().to_owned());
+            }
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            (seen.len(), sorted.len()),
+            (10, 10),
+            "limit {limit}: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scan_page_ending_on_an_idempotency_item_does_not_end_the_scan() {
+    let gallery = Gallery::start("").await;
+    gallery.seed_rows(3).await;
+    let target = &gallery.state.metadata;
+    let legacy = gallery.legacy();
+    // Idempotency items first and between the records, so pages of one item end on them.
+    for i in 0..3 {
+        target
+            .reserve_idempotency("henry", &format!("key-{i}"), "fp", 0, i64::MAX / 2)
+            .await
+            .unwrap();
+        let row = legacy
+            .get(&format!("LEGACY{:08}", i + 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let record = imgsvc_lambda::migrate::mapping::record_of(&row, "");
+        target.create(&record).await.unwrap();
+    }
+    let mut found = Vec::new();
+    let mut start = None;
+    for _ in 0..100 {
+        let (records, next) = target.scan(start, 1).await.unwrap();
+        found.extend(records.into_iter().map(|r| r.id));
+        match next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        ["LEGACY00000001", "LEGACY00000002", "LEGACY00000003"]
+    );
+}
+
+#[tokio::test]
+async fn a_hung_image_service_costs_gallery_writes_milliseconds_once_the_breaker_opens() {
+    let gallery = Gallery::start(
+        "ENABLE_DYNAMODB_DUAL_WRITE=true\nIMAGE_SERVICE_TIMEOUT_MS=300\nCIRCUIT_BREAKER_FAILURES=3\nCIRCUIT_BREAKER_COOLDOWN_MS=1000\n",
+    )
+    .await;
+    gallery.uploads("ivan", 1).await;
+    gallery.cut.set_hang(true);
+    let during = gallery.uploads("ivan", 10).await;
+    let status = gallery.status().await;
+    assert_eq!(status["breaker"]["state"], "open", "{status}");
+    // Three writes waited out the timeout and opened the breaker; the other seven skipped
+    // the mirror at once and left it to the outbox.
+    assert_eq!(status["counters"]["mirrors"]["failure"], 3, "{status}");
+    assert_eq!(status["counters"]["mirrors"]["skipped"], 7, "{status}");
+    assert_eq!(status["outboxDepth"], 10);
+
+    // DynamoDB answers again: after the cool-down one probe goes through and closes it.
+    gallery.cut.set_hang(false);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    gallery.uploads("ivan", 1).await;
+    let status = gallery.status().await;
+    assert_eq!(status["breaker"]["state"], "closed", "{status}");
+
+    // The failed mirrors wait out their backoff; `drain` says how many and until when,
+    // `drain --now` lands them at once.
+    let pool = sqlx::PgPool::connect(&gallery.db).await.unwrap();
+    sqlx::query("UPDATE gallery_outbox SET next_attempt_at = now() + interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (code, out) = finished(gallery.migrate(data.path(), &["drain"]).output().unwrap());
+    assert_eq!(code, Some(1), "{out}");
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((line["failed"].as_i64(), line["waiting"].as_i64()), (Some(0), Some(10)), "{out}");
+    assert!(line["nextAttemptAt"].is_string(), "{out}");
+    let (code, out) = finished(
+        gallery
+            .migrate(data.path(), &["drain", "--now"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((line["landed"].as_i64(), line["outboxDepth"].as_i64()), (Some(10), Some(0)), "{out}");
+    for id in &during {
+        assert!(gallery.state.metadata.get(id).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn aws_init_creates_the_table_and_bucket_once() {
+    let name = format!(
+        "imgsvc-init-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let init = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+            .args(["aws", "init", "--table", &name, "--bucket", &name])
+            .env("AWS_ENDPOINT_URL", aws_endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("IMGSVC_S3_FORCE_PATH_STYLE", "true")
+            .output()
+            .unwrap()
+    };
+    let first = init();
+    assert!(first.status.success(), "{first:?}");
+    // Run again on what exists: nothing to do, still success.
+    let second = init();
+    assert!(second.status.success(), "{second:?}");
+    let config = sdk(&aws_endpoint()).await;
+    let table = aws_sdk_dynamodb::Client::new(&config)
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let indexes: Vec<String> = table
+        .table()
+        .unwrap()
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name().map(str::to_owned))
+        .collect();
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    )
+    .head_bucket()
+    .bucket(&name)
+    .send()
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn verify_since_reports_recent_records_found_only_in_the_image_service() {
+    let gallery = Gallery::start("").await;
+    gallery.seed_rows(2).await;
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(
+        finished(gallery.migrate(data.path(), &["backfill"]).output().unwrap()).0,
+        Some(0)
+    );
+    let stray = gallery.image_upload("user-1").await;
+    let report = data.path().join("report.json");
+    let (code, out) = finished(
+        gallery
+            .migrate(
+                data.path(),
+                &["verify", "--since", "1h", "--report", report.to_str().unwrap()],
+            )
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["onlyInImageService"], json!([stray]));
 }
