@@ -47,6 +47,8 @@ UNSET = {
     "IMGSVC_SANDBOX_MODULE": "only with IMGSVC_SANDBOX=wasm",
     "IMGSVC_SANDBOX_TIMEOUT_MS": "only with IMGSVC_SANDBOX=wasm",
     "IMGSVC_SANDBOX_MEMORY_MB": "only with IMGSVC_SANDBOX=wasm",
+    "CIRCUIT_BREAKER_FAILURES": "migration flag with a fitting default (5); tune it with deploy/set-flags.sh",
+    "CIRCUIT_BREAKER_COOLDOWN_MS": "migration flag with a fitting default (30 s); tune it with deploy/set-flags.sh",
 }
 
 # Set by the template although no `env::var` names them: read through a library.

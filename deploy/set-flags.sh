@@ -52,6 +52,8 @@ FLAGS = {
     "SHADOW_READS": boolean,
     "ROLLOUT_PERCENTAGE": percentage,
     "IMAGE_SERVICE_TIMEOUT_MS": millis,
+    "CIRCUIT_BREAKER_FAILURES": millis,
+    "CIRCUIT_BREAKER_COOLDOWN_MS": millis,
 }
 if "IMGSVC_LEGACY_DATABASE_URL" not in env:
     sys.exit("error: this function has no IMGSVC_LEGACY_DATABASE_URL: the flags only act on the gallery function")

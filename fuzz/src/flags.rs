@@ -43,6 +43,12 @@ fn grammar(name: &str, value: &str) -> Option<Parsed> {
         "IMAGE_SERVICE_TIMEOUT_MS" => number()
             .filter(|n| (1..=60_000).contains(n))
             .map(Parsed::Number),
+        "CIRCUIT_BREAKER_FAILURES" => number()
+            .filter(|n| (1..=1000).contains(n))
+            .map(Parsed::Number),
+        "CIRCUIT_BREAKER_COOLDOWN_MS" => number()
+            .filter(|n| (100..=600_000).contains(n))
+            .map(Parsed::Number),
         _ => match value.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Some(Parsed::Bool(true)),
             "false" | "0" | "no" | "off" | "" => Some(Parsed::Bool(false)),
@@ -57,6 +63,10 @@ fn value_of(flags: &Flags, name: &str) -> Parsed {
         "USE_IMAGE_SERVICE" => Parsed::Bool(flags.use_image_service),
         "SHADOW_READS" => Parsed::Bool(flags.shadow_reads),
         "ROLLOUT_PERCENTAGE" => Parsed::Number(u64::from(flags.rollout_percentage)),
+        "CIRCUIT_BREAKER_FAILURES" => Parsed::Number(u64::from(flags.breaker_failures)),
+        "CIRCUIT_BREAKER_COOLDOWN_MS" => {
+            Parsed::Number(u64::try_from(flags.breaker_cooldown.as_millis()).unwrap_or(u64::MAX))
+        }
         _ => Parsed::Number(u64::try_from(flags.read_timeout.as_millis()).unwrap_or(u64::MAX)),
     }
 }

@@ -199,6 +199,7 @@ pub async fn gallery(
         target: state.metadata.clone(),
         public_base_url: state.public_base_url.clone(),
         metrics: metrics.clone(),
+        breaker: Arc::default(),
     });
     Ok(Arc::new(crate::api::gallery::Gallery {
         legacy,

@@ -177,8 +177,8 @@ pub async fn store(
 ) -> Result<(), ApiError> {
     put_objects(state, record, processed).await?;
     if let Err(error) = state.metadata.create(record).await {
-        remove_objects(state, record).await;
-        tracing::error!(image_id = %record.id, error = %error, "upload failed; objects removed");
+        let left = remove_objects(state, record).await;
+        log_failed_upload(record, &error, &left);
         return Err(error.into());
     }
     Ok(())
@@ -204,22 +204,35 @@ pub async fn put_objects(
         ),
     );
     if let Err(error) = display_put.and(thumbnail_put) {
-        remove_objects(state, record).await;
-        tracing::error!(image_id = %record.id, error = %error, "upload failed; objects removed");
+        let left = remove_objects(state, record).await;
+        log_failed_upload(record, &error, &left);
         return Err(error.into());
     }
     Ok(())
 }
 
+/// One line for a failed upload that says whether its objects were cleaned up.
+fn log_failed_upload(record: &ImageRecord, error: &crate::store::StoreError, left: &[String]) {
+    if left.is_empty() {
+        tracing::error!(image_id = %record.id, error = %error, "upload failed; objects removed");
+    } else {
+        tracing::error!(image_id = %record.id, error = %error, left = ?left, "upload failed; objects could not all be removed");
+    }
+}
+
 /// Remove both objects of a record, logging (not failing on) what can't be removed.
-pub async fn remove_objects(state: &AppState, record: &ImageRecord) {
+/// Returns the keys left behind.
+pub async fn remove_objects(state: &AppState, record: &ImageRecord) -> Vec<String> {
     let (a, b) = tokio::join!(
         state.blobs.delete(&record.s3_key),
         state.blobs.delete(&record.thumbnail_key)
     );
+    let mut left = Vec::new();
     for (key, result) in [(&record.s3_key, a), (&record.thumbnail_key, b)] {
         if let Err(error) = result {
             tracing::error!(key = %key, error = %error, "could not remove object");
+            left.push(key.clone());
         }
     }
+    left
 }

@@ -464,7 +464,7 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
     // The failed entries wait out their backoff (1–2 s) before they are due again.
     let mut drained = 0;
     for _ in 0..40 {
-        drained += mirror.drain_all(100).await.unwrap().0;
+        drained += mirror.drain_all(100, false).await.unwrap().0;
         if gallery.status().await["outboxDepth"] == 0 {
             break;
         }

@@ -18,6 +18,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::images::{ListParams, owned, parse_patch, read_upload_form, version_etag};
 use crate::auth::Caller;
+use crate::migrate::breaker::Permit;
 use crate::migrate::flags::{FlagSource, Flags};
 use crate::migrate::legacy::{LegacyPosition, LegacyStore};
 use crate::migrate::mapping::{compare, record_of, row_of};
@@ -65,7 +66,10 @@ pub async fn upload_image(
         }
     };
     if let Some(entry) = entry {
-        gallery.mirror.mirror_now(&entry, flags.read_timeout).await;
+        gallery
+            .mirror
+            .mirror_now(&entry, flags.read_timeout, flags.breaker())
+            .await;
     }
     let record = record_of(&row, &state.public_base_url);
     tracing::info!(imageId = %record.id, userId = %record.user_id, dualWrite = flags.dual_write, "gallery image uploaded");
@@ -78,6 +82,12 @@ pub async fn upload_image(
         Json(record),
     )
         .into_response())
+}
+
+/// Why the Image Service gave no answer to a routed read.
+enum Unanswered {
+    Timeout,
+    BreakerOpen,
 }
 
 /// Read from the Image Service when the flags route this user there (with the timeout),
@@ -97,14 +107,27 @@ where
     FL: std::future::Future<Output = Result<Option<T>, StoreError>>,
 {
     let routed = flags.reads_from_image_service(&caller.user_id);
+    let breaker = &gallery.mirror.breaker;
     if routed || flags.shadow_reads {
         let started = Instant::now();
-        let result = tokio::time::timeout(flags.read_timeout, image_service)
-            .await
-            .map_err(|_| ());
+        // While the breaker is open the Image Service is not asked: the read falls back at
+        // once instead of paying the timeout.
+        let result = if breaker.permit(started, flags.breaker()) == Permit::Skip {
+            Err(Unanswered::BreakerOpen)
+        } else {
+            let result = tokio::time::timeout(flags.read_timeout, image_service)
+                .await
+                .map_err(|_| Unanswered::Timeout);
+            match &result {
+                Ok(Ok(_)) => breaker.succeeded(),
+                Ok(Err(_)) | Err(_) => gallery.mirror.breaker_failed(flags.breaker()),
+            }
+            result
+        };
         let seconds = started.elapsed().as_secs_f64();
         let reason = match &result {
-            Err(()) => "timeout",
+            Err(Unanswered::BreakerOpen) => "breaker_open",
+            Err(Unanswered::Timeout) => "timeout",
             Ok(Err(_)) => "error",
             Ok(Ok(None)) => "missing",
             Ok(Ok(Some(_))) => "ok",
@@ -283,7 +306,10 @@ pub async fn update_image(
         .update(&row_of(&next)?, expected, flags.dual_write)
         .await?;
     if let Some(entry) = entry {
-        gallery.mirror.mirror_now(&entry, flags.read_timeout).await;
+        gallery
+            .mirror
+            .mirror_now(&entry, flags.read_timeout, flags.breaker())
+            .await;
     }
     Ok(([(header::ETAG, version_etag(&next))], Json(next)).into_response())
 }
@@ -304,7 +330,10 @@ pub async fn delete_image(
     let record = owned(record_of(&row, &state.public_base_url), &caller)?;
     let entry = gallery.legacy.delete(&record.id, flags.dual_write).await?;
     if let Some(entry) = entry {
-        gallery.mirror.mirror_now(&entry, flags.read_timeout).await;
+        gallery
+            .mirror
+            .mirror_now(&entry, flags.read_timeout, flags.breaker())
+            .await;
     }
     upload::remove_objects(&state, &record).await;
     Ok(StatusCode::NO_CONTENT)
@@ -314,9 +343,13 @@ pub async fn delete_image(
 pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let gallery = gallery(&state)?;
     let depth = gallery.legacy.outbox_depth().await?;
+    let (waiting, next_attempt_at) = gallery.legacy.waiting_mirrors().await?;
     Ok(Json(json!({
         "flags": gallery.flags.current(),
         "outboxDepth": depth,
+        "outboxWaiting": waiting,
+        "nextAttemptAt": next_attempt_at.map(crate::record::iso8601),
+        "breaker": gallery.mirror.breaker.status(),
         "counters": gallery.metrics.counts(),
     })))
 }
@@ -346,6 +379,10 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
 /// `GET /dual-write/metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let gallery = gallery(&state)?;
+    gallery
+        .metrics
+        .breaker_state
+        .set(gallery.mirror.breaker.state_code());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -3,22 +3,35 @@
 
 use clap::{Args, Subcommand};
 
+use super::progress::Progress;
 use super::serve::ServeArgs;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(subcommand)]
     pub command: MigrateCommand,
+    /// Progress as JSON lines on stderr even on a terminal (without a terminal it always is).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
-    /// Retry every pending mirror in the outbox until none is due.
-    Drain,
+    /// Retry the pending mirrors in the outbox that are due. Exit 0 when the outbox is empty
+    /// after it, 1 when entries remain (the output says how many wait, and until when).
+    Drain {
+        /// Retry every entry now, also those waiting out their backoff.
+        #[arg(long)]
+        now: bool,
+        /// Keep draining for up to this long (`30s`, `5m`) while entries wait out their
+        /// backoff, until the outbox is empty.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
+    },
     /// Copy every legacy row to the Image Service in batches, never overwriting a newer
-    /// version, checkpointing after each batch.
+    /// version, checkpointing after each batch; then apply the deletes PostgreSQL remembers.
     Backfill {
         #[arg(long, default_value_t = 25)]
         batch_size: usize,
@@ -32,16 +45,27 @@ pub enum MigrateCommand {
         #[arg(long)]
         resume: bool,
     },
-    /// Repair what verify finds, from PostgreSQL (the source of truth): copy missing
-    /// records, rewrite mismatched ones, remove records that have no legacy row.
-    Reconcile,
-    /// Copy the Image Service back to PostgreSQL (rollback after legacy writes stopped);
-    /// a row is only replaced by a newer version.
+    /// Make both sides agree, image by image: the newest version wins in either direction,
+    /// a delete wins over an older row, a side without the image gets it. Refuses (exit 1,
+    /// nothing written) when a version differs in content on the two sides, unless --from
+    /// names the side that wins.
+    Reconcile {
+        /// The side that wins every difference, even where it is older (written at a
+        /// version above both, on both sides).
+        #[arg(long, value_enum)]
+        from: Option<crate::migrate::reconcile::Direction>,
+        /// Print what would change (one JSON line per image), change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy the Image Service back to PostgreSQL (rollback after legacy writes stopped):
+    /// a row is only replaced by a newer version, and deletes made in the Image Service
+    /// remove their rows.
     Reverse,
     /// Compare every legacy row with its Image Service record. Exit 0 on a 100 % match,
-    /// 1 on mismatches or missing records, 2 when it could not run.
+    /// 1 on any difference, 2 when it could not run.
     Verify {
-        /// Only rows updated within this long (`1h`, `30m`, `2d`).
+        /// Only rows, and Image Service records, updated within this long (`1h`, `2d`).
         #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "all")]
         since: Option<std::time::Duration>,
         /// Every row (the default).
@@ -76,11 +100,14 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
         args.serve.legacy_database_url.is_some(),
         "IMGSVC_LEGACY_DATABASE_URL (--legacy-database-url) is required"
     );
+    let json = args.json;
     let public_url = args.serve.public_url.clone().unwrap_or_default();
     let state = super::serve::app_state(args.serve, &public_url, false).await?;
     let Some(gallery) = state.gallery.clone() else {
         anyhow::bail!("no legacy gallery configured");
     };
+    let legacy = &gallery.legacy;
+    let target = &state.metadata;
     match args.command {
         MigrateCommand::Backfill {
             batch_size,
@@ -94,67 +121,107 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
                 dry_run,
                 resume,
             };
-            let mut last_reported = 0;
+            let mut progress = Progress::new("backfill", Some(legacy.count(None).await?), json, 1000);
             let report = crate::migrate::backfill::backfill(
-                &gallery.legacy,
-                &state.metadata,
+                legacy,
+                target,
                 &state.public_base_url,
                 &options,
                 |report| {
-                    if report.scanned >= last_reported + 1000 {
-                        eprintln!("{}", serde_json::json!({"progress": report}));
-                        last_reported = report.scanned;
-                    }
+                    progress.update(
+                        report.scanned,
+                        &serde_json::json!({"written": report.written, "alreadyCurrent": report.already_current}),
+                    );
                 },
             )
             .await?;
+            progress.finish();
             println!(
                 "{}",
                 serde_json::json!({"backfill": report, "rowsPerSecond": report.rows_per_second()})
             );
             Ok(0)
         }
-        MigrateCommand::Reconcile => {
-            let found =
-                crate::migrate::verify::verify(&gallery.legacy, &state.metadata, None, 100, |_| {})
-                    .await?;
-            for id in found
-                .missing
-                .iter()
-                .chain(found.mismatched.iter().map(|m| &m.id))
-            {
-                // A mismatch at the same version would be skipped by the version
-                // condition: remove the record first, then copy the row.
-                state.metadata.delete(id).await?;
-                gallery.mirror.sync(id).await?;
+        MigrateCommand::Reconcile { from, dry_run } => {
+            use crate::migrate::reconcile;
+            let sides = reconcile::load(legacy, target, 100).await?;
+            let (changes, conflicts) = reconcile::plan(&sides, from);
+            for conflict in &conflicts {
+                println!("{}", serde_json::json!({ "conflict": conflict }));
             }
-            for id in &found.only_in_image_service {
-                state.metadata.delete(id).await?;
+            if dry_run {
+                for change in &changes {
+                    println!("{}", serde_json::json!({ "plan": change.summary() }));
+                }
+                println!(
+                    "{}",
+                    serde_json::json!({"dryRun": true, "changes": changes.len(), "conflicts": conflicts.len()})
+                );
+                return Ok(u8::from(!conflicts.is_empty()));
             }
-            let after =
-                crate::migrate::verify::verify(&gallery.legacy, &state.metadata, None, 100, |_| {})
-                    .await?;
+            if !conflicts.is_empty() {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "refused": true,
+                        "conflicts": conflicts.len(),
+                        "changes": changes.len(),
+                        "hint": "the same version differs on the two sides; nothing was written. \
+                                 Rerun with --from postgres or --from image-service to say which side wins",
+                    })
+                );
+                return Ok(1);
+            }
+            let mut progress = Progress::new("reconcile", Some(changes.len() as u64), json, 100);
+            let (mut applied, mut changed_meanwhile) = (0u64, 0u64);
+            for (done, change) in changes.iter().enumerate() {
+                println!("{}", serde_json::json!({ "change": change.summary() }));
+                if reconcile::apply(change, legacy, target, &state.public_base_url).await? {
+                    applied += 1;
+                } else {
+                    changed_meanwhile += 1;
+                }
+                progress.update(done as u64 + 1, &serde_json::json!({"changedMeanwhile": changed_meanwhile}));
+            }
+            progress.finish();
+            let after = crate::migrate::verify::verify(legacy, target, None, 100, |_| {}).await?;
             println!(
                 "{}",
                 serde_json::json!({
-                    "repaired": found.missing.len() + found.mismatched.len(),
-                    "removed": found.only_in_image_service.len(),
+                    "applied": applied,
+                    "changedMeanwhile": changed_meanwhile,
                     "clean": after.is_clean(),
                 })
             );
             Ok(u8::from(!after.is_clean()))
         }
         MigrateCommand::Reverse => {
-            let (mut copied, mut kept) = (0u64, 0u64);
+            let (mut copied, mut kept, mut deleted) = (0u64, 0u64, 0u64);
+            let mut progress = Progress::new("reverse", None, json, 1000);
             let mut start = None;
             loop {
-                let (records, next) = state.metadata.scan(start, 100).await?;
+                let (records, next) = target.scan(start, 100).await?;
                 for record in &records {
                     let row = crate::migrate::mapping::row_of(record)?;
-                    if gallery.legacy.put_if_newer(&row).await? {
+                    if legacy.put_if_newer(&row).await? {
                         copied += 1;
                     } else {
                         kept += 1;
+                    }
+                }
+                progress.update(copied + kept, &serde_json::json!({"copied": copied}));
+                match next {
+                    Some(next) => start = Some(next),
+                    None => break,
+                }
+            }
+            // Deletes made in the Image Service remove their rows (a newer row stays).
+            let mut start = None;
+            loop {
+                let (tombstones, next) = target.scan_tombstones(start, 100).await?;
+                for tombstone in &tombstones {
+                    if legacy.put_tombstone_if_newer(tombstone).await? {
+                        deleted += 1;
                     }
                 }
                 match next {
@@ -162,20 +229,52 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
                     None => break,
                 }
             }
+            progress.finish();
             println!(
                 "{}",
-                serde_json::json!({"copied": copied, "alreadyCurrent": kept})
+                serde_json::json!({"copied": copied, "alreadyCurrent": kept, "deleted": deleted})
             );
             Ok(0)
         }
-        MigrateCommand::Drain => {
-            let (landed, failed) = gallery.mirror.drain_all(100).await?;
-            let depth = gallery.legacy.outbox_depth().await?;
-            println!(
-                "{}",
-                serde_json::json!({"landed": landed, "failed": failed, "outboxDepth": depth})
-            );
-            Ok(u8::from(depth > 0))
+        MigrateCommand::Drain { now, wait } => {
+            let started = std::time::Instant::now();
+            let (mut landed, mut failed) = (0, 0);
+            let mut first = true;
+            loop {
+                let (l, f) = gallery.mirror.drain_all(100, now && first).await?;
+                first = false;
+                landed += l;
+                failed += f;
+                let depth = legacy.outbox_depth().await?;
+                let (waiting, next_at) = legacy.waiting_mirrors().await?;
+                let remaining = wait.and_then(|w| w.checked_sub(started.elapsed()));
+                let done = depth == 0 || remaining.is_none() || next_at.is_none();
+                if done {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "landed": landed,
+                            "failed": failed,
+                            "outboxDepth": depth,
+                            "waiting": waiting,
+                            "nextAttemptAt": next_at.map(crate::record::iso8601),
+                            "hint": (depth > 0).then_some(
+                                "entries wait out their backoff: `migrate drain --now` retries them at once, `--wait 5m` keeps draining"
+                            ),
+                        })
+                    );
+                    return Ok(u8::from(depth > 0));
+                }
+                // Sleep until the first waiting entry is due, within what is left of --wait.
+                let until_due = next_at
+                    .map(|at| at - time::OffsetDateTime::now_utc())
+                    .and_then(|d| std::time::Duration::try_from(d).ok())
+                    .unwrap_or_default();
+                let pause = until_due
+                    .max(std::time::Duration::from_millis(100))
+                    .min(remaining.unwrap_or_default());
+                tokio::time::sleep(pause).await;
+            }
         }
         MigrateCommand::Verify {
             since,
@@ -183,30 +282,28 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
             report,
         } => {
             let since = since.map(|ago| time::OffsetDateTime::now_utc() - ago);
-            let mut next_progress = 100;
-            let result = crate::migrate::verify::verify(
-                &gallery.legacy,
-                &state.metadata,
-                since,
-                100,
-                |report| {
-                    if report.total >= next_progress {
-                        eprintln!(
-                            "{}",
-                            serde_json::json!({"progress": report.total, "missing": report.missing.len(), "mismatched": report.mismatched.len()})
-                        );
-                        next_progress += 100;
-                    }
-                },
-            )
+            let mut progress =
+                Progress::new("verify", Some(legacy.count(since).await?), json, 100);
+            let result = crate::migrate::verify::verify(legacy, target, since, 100, |report| {
+                progress.update(
+                    report.total,
+                    &serde_json::json!({"missing": report.missing.len(), "mismatched": report.mismatched.len()}),
+                );
+            })
             .await?;
+            progress.finish();
             let summary = serde_json::json!({
                 "total": result.total,
                 "matched": result.matched,
                 "missing": result.missing.len(),
                 "mismatched": result.mismatched.len(),
+                "deletedInImageService": result.deleted_in_image_service.len(),
                 "onlyInImageService": result.only_in_image_service.len(),
+                "deletedInPostgres": result.deleted_in_postgres.len(),
                 "successRate": result.success_rate(),
+                "hint": (!result.is_clean()).then_some(
+                    "`migrate reconcile --dry-run` shows what reconcile would change (docs: README, Migrating a gallery)"
+                ),
             });
             println!("{summary}");
             for id in &result.missing {

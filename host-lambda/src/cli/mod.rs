@@ -1,7 +1,9 @@
 //! Command-line parsing: one subcommand per job.
 
+pub mod aws;
 pub mod migrate;
 pub mod process;
+pub mod progress;
 pub mod sandbox;
 pub mod serve;
 pub mod token;
@@ -29,8 +31,11 @@ pub enum Command {
     Process(process::ProcessArgs),
     /// Serve the HTTP API locally, on embedded storage under the data directory.
     Serve(serve::ServeArgs),
-    /// The migration from the legacy gallery: drain the outbox, verify.
+    /// The migration from the legacy gallery: drain the outbox, backfill, verify,
+    /// reconcile, reverse.
     Migrate(migrate::MigrateArgs),
+    /// Set up the AWS stores: `aws init` creates the table and the bucket.
+    Aws(aws::AwsArgs),
     /// Print a development token for the local server.
     Token(token::TokenArgs),
 }

@@ -166,7 +166,7 @@ pub(super) async fn app_state(
                 gallery
                     .mirror
                     .clone()
-                    .run_drain(std::time::Duration::from_secs(5)),
+                    .run_drain(std::time::Duration::from_secs(5), gallery.flags.clone()),
             );
         }
         state.gallery = Some(gallery);

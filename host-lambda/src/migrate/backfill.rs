@@ -1,5 +1,6 @@
 //! `backfill`: copy every legacy row into the Image Service, in id order and in batches,
-//! checkpointing after each batch so a killed run resumes where it stopped.
+//! checkpointing after each batch so a killed run resumes where it stopped; then apply the
+//! deletes PostgreSQL remembers, so no record outlives its deleted row.
 //!
 //! DynamoDB's BatchWriteItem takes no conditions, and an unconditional copy could overwrite
 //! a record dual-write already wrote at a newer version. So each row is written with the
@@ -39,6 +40,9 @@ pub struct BackfillReport {
     pub written: u64,
     /// Rows whose record was already there at the same or a newer version.
     pub already_current: u64,
+    /// Deletes PostgreSQL remembers (tombstones) applied to the Image Service: records of
+    /// rows deleted while nothing was mirrored.
+    pub deletes_applied: u64,
     pub batches: u64,
     pub seconds: f64,
 }
@@ -127,6 +131,26 @@ pub async fn backfill(
             if let Some(wait) = budget.checked_sub(batch_started.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
+        }
+    }
+    // Then the deletes: a row deleted while dual-write was off left only its tombstone,
+    // and its record must not outlive it. Tombstones are few; the pass is always whole.
+    let mut after: Option<String> = None;
+    loop {
+        let tombstones = legacy.scan_tombstones(after.as_deref(), batch_size).await?;
+        let Some(last) = tombstones.last() else {
+            break;
+        };
+        after = Some(last.id.clone());
+        if options.dry_run {
+            continue;
+        }
+        for tombstone in &tombstones {
+            let applied = (|| async { target.put_tombstone_if_newer(tombstone).await })
+                .retry(retry_policy())
+                .when(|e| matches!(e, StoreError::Unavailable(_)))
+                .await?;
+            report.deletes_applied += u64::from(applied);
         }
     }
     report.seconds = started.elapsed().as_secs_f64();

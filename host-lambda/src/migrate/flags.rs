@@ -2,7 +2,9 @@
 //!
 //! Flags (the seeds' names): `ENABLE_DYNAMODB_DUAL_WRITE` (bool, default false),
 //! `USE_IMAGE_SERVICE` (bool, default false), `ROLLOUT_PERCENTAGE` (0–100, default 0),
-//! `SHADOW_READS` (bool, default false), `IMAGE_SERVICE_TIMEOUT_MS` (1–60000, default 5000).
+//! `SHADOW_READS` (bool, default false), `IMAGE_SERVICE_TIMEOUT_MS` (1–60000, default 5000);
+//! and the circuit breaker's `CIRCUIT_BREAKER_FAILURES` (1–1000, default 5) and
+//! `CIRCUIT_BREAKER_COOLDOWN_MS` (100–600000, default 30000).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -18,6 +20,11 @@ pub struct Flags {
     pub shadow_reads: bool,
     #[serde(serialize_with = "millis")]
     pub read_timeout: Duration,
+    /// Image Service calls failing in a row that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips the Image Service before one probe.
+    #[serde(serialize_with = "millis")]
+    pub breaker_cooldown: Duration,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -32,17 +39,21 @@ impl Default for Flags {
             rollout_percentage: 0,
             shadow_reads: false,
             read_timeout: Duration::from_secs(5),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
         }
     }
 }
 
 /// Every flag, by the name the environment and the flags file use.
-pub const FLAG_NAMES: [&str; 5] = [
+pub const FLAG_NAMES: [&str; 7] = [
     "ENABLE_DYNAMODB_DUAL_WRITE",
     "USE_IMAGE_SERVICE",
     "ROLLOUT_PERCENTAGE",
     "SHADOW_READS",
     "IMAGE_SERVICE_TIMEOUT_MS",
+    "CIRCUIT_BREAKER_FAILURES",
+    "CIRCUIT_BREAKER_COOLDOWN_MS",
 ];
 
 /// [`FlagError::name`] of a flags-file line that is not a known `KEY=value`.
@@ -107,6 +118,31 @@ impl Flags {
                 })?;
             flags.read_timeout = Duration::from_millis(ms);
         }
+        if let Some(v) = lookup("CIRCUIT_BREAKER_FAILURES") {
+            flags.breaker_failures = v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or(FlagError {
+                    name: "CIRCUIT_BREAKER_FAILURES",
+                    value: v.clone(),
+                    expected: "an integer from 1 to 1000",
+                })?;
+        }
+        if let Some(v) = lookup("CIRCUIT_BREAKER_COOLDOWN_MS") {
+            let ms = v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=600_000).contains(ms))
+                .ok_or(FlagError {
+                    name: "CIRCUIT_BREAKER_COOLDOWN_MS",
+                    value: v.clone(),
+                    expected: "milliseconds from 100 to 600000",
+                })?;
+            flags.breaker_cooldown = Duration::from_millis(ms);
+        }
         Ok(flags)
     }
 
@@ -134,7 +170,8 @@ impl Flags {
                     name: FILE_LINE,
                     value: line.to_owned(),
                     expected: "a key among ENABLE_DYNAMODB_DUAL_WRITE, USE_IMAGE_SERVICE, \
-                               ROLLOUT_PERCENTAGE, SHADOW_READS, IMAGE_SERVICE_TIMEOUT_MS",
+                               ROLLOUT_PERCENTAGE, SHADOW_READS, IMAGE_SERVICE_TIMEOUT_MS, \
+                               CIRCUIT_BREAKER_FAILURES, CIRCUIT_BREAKER_COOLDOWN_MS",
                 });
             }
             lines.push((key, value.trim()));
@@ -146,6 +183,14 @@ impl Flags {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         })
+    }
+
+    /// The circuit breaker's part of the flags.
+    pub fn breaker(&self) -> super::breaker::BreakerSettings {
+        super::breaker::BreakerSettings {
+            failures: self.breaker_failures,
+            cooldown: self.breaker_cooldown,
+        }
     }
 
     /// Whether `user_id`'s reads go to the Image Service.

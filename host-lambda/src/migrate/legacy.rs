@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Tombstone};
 
 /// One `gallery_images` row, column for column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,14 +78,32 @@ pub trait LegacyStore: Send + Sync + 'static {
         expected_version: i64,
         mirror: bool,
     ) -> Result<Option<OutboxEntry>, StoreError>;
-    /// Remove the row; a missing row succeeds.
+    /// Remove the row, leaving a tombstone at its version + 1; a missing row succeeds.
     async fn delete(&self, id: &str, mirror: bool) -> Result<Option<OutboxEntry>, StoreError>;
-    /// Write `row` unless the stored one has the same or a newer version (reverse copy and
-    /// reconcile). True when it wrote.
+    /// Write `row` unless the stored row or tombstone has the same or a newer version
+    /// (reverse copy and reconcile). True when it wrote.
     async fn put_if_newer(&self, row: &LegacyRow) -> Result<bool, StoreError>;
+    /// Record `tombstone` and remove the row, unless the stored row or tombstone has the
+    /// same or a newer version (a delete copied from the Image Service). True when it wrote.
+    async fn put_tombstone_if_newer(&self, tombstone: &Tombstone) -> Result<bool, StoreError>;
+    /// The tombstone of a deleted row, if it was deleted.
+    async fn tombstone(&self, id: &str) -> Result<Option<Tombstone>, StoreError>;
+    /// Tombstones in id order after `after_id`.
+    async fn scan_tombstones(
+        &self,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tombstone>, StoreError>;
 
-    /// Up to `limit` images with outbox entries due now, oldest first.
-    async fn due_mirrors(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Up to `limit` images with outbox entries due now (or all, with `include_waiting`:
+    /// entries still waiting out their backoff too), oldest first.
+    async fn due_mirrors(
+        &self,
+        limit: usize,
+        include_waiting: bool,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Entries waiting out their backoff (not due yet), and when the first becomes due.
+    async fn waiting_mirrors(&self) -> Result<(i64, Option<OffsetDateTime>), StoreError>;
     /// The sync landed: remove the image's entries up to `entry.seq`.
     async fn mirrored(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
     /// The sync failed: try the image's entries up to `entry.seq` again after `delay`.
@@ -105,6 +123,8 @@ pub trait LegacyStore: Send + Sync + 'static {
         since: Option<OffsetDateTime>,
         limit: usize,
     ) -> Result<Vec<LegacyRow>, StoreError>;
+    /// How many rows `scan` would go through (for progress).
+    async fn count(&self, since: Option<OffsetDateTime>) -> Result<u64, StoreError>;
     /// Whether rows with these ids exist (for records found only in the Image Service).
     async fn existing_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;

@@ -50,7 +50,7 @@ pub fn record_of(row: &LegacyRow, public_base_url: &str) -> ImageRecord {
     }
 }
 
-fn timestamp(field: &str, value: &str) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn timestamp(field: &str, value: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map_err(|e| StoreError::Unavailable(format!("{field} {value:?}: {e}")))
 }
@@ -91,6 +91,11 @@ pub struct FieldMismatch {
     pub image_service: String,
 }
 
+/// An optional field as a report shows it: the value, or `null`.
+fn shown(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "null".to_owned())
+}
+
 /// Every mapped field of `row` compared with `record` (the seeds' critical fields and the
 /// rest of the mapping). Empty when they agree.
 pub fn compare(row: &LegacyRow, record: &ImageRecord) -> Vec<FieldMismatch> {
@@ -109,8 +114,8 @@ pub fn compare(row: &LegacyRow, record: &ImageRecord) -> Vec<FieldMismatch> {
     check("s3Key", expected.s3_key, record.s3_key.clone());
     check(
         "originalFilename",
-        format!("{:?}", expected.original_filename),
-        format!("{:?}", record.original_filename),
+        shown(&expected.original_filename),
+        shown(&record.original_filename),
     );
     check("mimeType", expected.mime_type, record.mime_type.clone());
     check(
@@ -120,13 +125,13 @@ pub fn compare(row: &LegacyRow, record: &ImageRecord) -> Vec<FieldMismatch> {
     );
     check(
         "albumId",
-        format!("{:?}", expected.album_id),
-        format!("{:?}", record.album_id),
+        shown(&expected.album_id),
+        shown(&record.album_id),
     );
     check(
         "title",
-        format!("{:?}", expected.title),
-        format!("{:?}", record.title),
+        shown(&expected.title),
+        shown(&record.title),
     );
     check("tags", expected.tags.join(","), record.tags.join(","));
     check("s3Bucket", expected.s3_bucket, record.s3_bucket.clone());
@@ -206,5 +211,21 @@ mod tests {
         changed.version = 4;
         let fields: Vec<_> = compare(&row(), &changed).iter().map(|m| m.field).collect();
         assert_eq!(fields, ["userId", "sizeBytes", "tags", "version"]);
+    }
+
+    #[test]
+    fn a_report_shows_optional_fields_as_values() {
+        let mut changed = record_of(&row(), "");
+        changed.album_id = None;
+        changed.title = Some("Other".into());
+        let found = compare(&row(), &changed);
+        let shown: Vec<_> = found
+            .iter()
+            .map(|m| (m.field, m.legacy.as_str(), m.image_service.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [("albumId", "summer", "null"), ("title", "Beach", "Other")]
+        );
     }
 }

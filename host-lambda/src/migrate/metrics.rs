@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::{Map, Value, json};
@@ -18,7 +19,7 @@ pub struct OutcomeLabels {
 pub struct ReadLabels {
     /// `image_service` or `legacy`.
     pub origin: String,
-    /// `ok`, or why the read fell back: `timeout`, `error`, `missing`.
+    /// `ok`, or why the read fell back: `timeout`, `error`, `missing`, `breaker_open`.
     pub outcome: String,
 }
 
@@ -34,12 +35,17 @@ fn latency() -> Histogram {
 
 pub struct MigrationMetrics {
     registry: Registry,
-    /// Mirror attempts: `success`, `failure` (immediate), `drained`, `drain_failure`.
+    /// Mirror attempts: `success`, `failure` (immediate), `skipped` (breaker open: left to
+    /// the outbox), `drained`, `drain_failure`.
     pub mirrors: Family<OutcomeLabels, Counter>,
     pub mirror_seconds: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     pub reads: Family<ReadLabels, Counter>,
     pub read_seconds: Family<OriginLabels, Histogram, fn() -> Histogram>,
     pub shadow_mismatches: Counter,
+    /// The circuit breaker: 0 closed, 1 open, 2 half-open (set when rendered).
+    pub breaker_state: Gauge,
+    /// Times the breaker opened.
+    pub breaker_opens: Counter,
     /// Also write CloudWatch EMF lines (in Lambda).
     emf: bool,
 }
@@ -60,6 +66,18 @@ impl MigrationMetrics {
         let read_seconds =
             Family::<OriginLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let shadow_mismatches = Counter::default();
+        let breaker_state = Gauge::default();
+        let breaker_opens = Counter::default();
+        registry.register(
+            "breaker_state",
+            "The Image Service circuit breaker: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "breaker_opens",
+            "Times the Image Service circuit breaker opened",
+            breaker_opens.clone(),
+        );
         registry.register(
             "mirrors",
             "Mirror writes to the Image Service by outcome",
@@ -92,6 +110,8 @@ impl MigrationMetrics {
             reads,
             read_seconds,
             shadow_mismatches,
+            breaker_state,
+            breaker_opens,
             emf,
         }
     }
@@ -157,7 +177,7 @@ impl MigrationMetrics {
     /// Counter values as JSON: `{"mirrors": {"success": n, …}, "reads": {"image_service/ok": n, …}}`.
     pub fn counts(&self) -> Value {
         let mut mirrors = Map::new();
-        for outcome in ["success", "failure", "drained", "drain_failure"] {
+        for outcome in ["success", "failure", "skipped", "drained", "drain_failure"] {
             let n = self
                 .mirrors
                 .get_or_create(&OutcomeLabels {
@@ -168,7 +188,7 @@ impl MigrationMetrics {
         }
         let mut reads = Map::new();
         for origin in ["image_service", "legacy"] {
-            for outcome in ["ok", "timeout", "error", "missing"] {
+            for outcome in ["ok", "timeout", "error", "missing", "breaker_open"] {
                 let n = self
                     .reads
                     .get_or_create(&ReadLabels {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 
+use super::breaker::{BreakerSettings, CircuitBreaker, Permit};
 use super::legacy::{LegacyStore, OutboxEntry};
 use super::mapping::record_of;
 use super::metrics::MigrationMetrics;
@@ -18,7 +19,7 @@ pub enum Synced {
     Written,
     /// The Image Service already held this version or a newer one.
     AlreadyCurrent,
-    /// The row is gone, so the record was removed.
+    /// The row is gone, so the record was removed (replaced by the row's tombstone).
     Deleted,
 }
 
@@ -28,6 +29,8 @@ pub struct Mirror {
     /// Base of the URLs in mirrored records (the CDN).
     pub public_base_url: String,
     pub metrics: Arc<MigrationMetrics>,
+    /// Shared with the gallery's routed reads: an unreachable Image Service is skipped.
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 /// When to try an entry again after `attempts` failures: exponential from 1 s, capped at
@@ -59,16 +62,43 @@ impl Mirror {
                 }
             }
             None => {
-                self.target.delete(image_id).await?;
+                // The delete's own version goes along, so a copy of the row that is still
+                // on its way (a slower mirror, a backfill) can't bring the record back.
+                match self.legacy.tombstone(image_id).await? {
+                    Some(tombstone) => {
+                        self.target.put_tombstone_if_newer(&tombstone).await?;
+                    }
+                    // Removed by hand, outside the gallery: no version to keep.
+                    None => self.target.delete(image_id).await?,
+                }
                 Ok(Synced::Deleted)
             }
         }
     }
 
+    /// Report a failed Image Service call to the breaker (shared with the routed reads).
+    pub fn breaker_failed(&self, settings: BreakerSettings) {
+        if self.breaker.failed(Instant::now(), settings) {
+            self.metrics.breaker_opens.inc();
+            tracing::error!(
+                cooldownMs = settings.cooldown.as_millis() as u64,
+                "Image Service circuit breaker opened: dual-write and routed reads skip it"
+            );
+        }
+    }
+
     /// Mirror one committed change now, within `timeout`. Never fails the caller: a miss
     /// stays in the outbox for the drain, and is logged with its context.
-    pub async fn mirror_now(&self, entry: &OutboxEntry, timeout: Duration) {
+    ///
+    /// While the circuit breaker is open the sync is skipped at once: the entry stays due
+    /// in the outbox for the drain.
+    pub async fn mirror_now(&self, entry: &OutboxEntry, timeout: Duration, breaker: BreakerSettings) {
         let started = Instant::now();
+        if self.breaker.permit(started, breaker) == Permit::Skip {
+            self.metrics.mirror("skipped", 0.0);
+            tracing::warn!(imageId = %entry.image_id, "DynamoDB dual-write skipped: circuit breaker open; left to the outbox");
+            return;
+        }
         let result = match tokio::time::timeout(timeout, self.sync(&entry.image_id)).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -77,6 +107,10 @@ impl Mirror {
             ))),
         };
         let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(_) => self.breaker.succeeded(),
+            Err(_) => self.breaker_failed(breaker),
+        }
         match result {
             Ok(synced) => {
                 self.metrics.mirror("success", seconds);
@@ -101,9 +135,14 @@ impl Mirror {
         }
     }
 
-    /// One pass over the due outbox entries (up to `limit`). Returns (landed, failed).
-    pub async fn drain_once(&self, limit: usize) -> Result<(usize, usize), StoreError> {
-        let due = self.legacy.due_mirrors(limit).await?;
+    /// One pass over the due outbox entries (up to `limit`; with `include_waiting`, also
+    /// those still waiting out their backoff). Returns (landed, failed).
+    pub async fn drain_once(
+        &self,
+        limit: usize,
+        include_waiting: bool,
+    ) -> Result<(usize, usize), StoreError> {
+        let due = self.legacy.due_mirrors(limit, include_waiting).await?;
         let (mut landed, mut failed) = (0, 0);
         for entry in due {
             let started = Instant::now();
@@ -130,11 +169,17 @@ impl Mirror {
         Ok((landed, failed))
     }
 
-    /// Drain until the outbox has nothing due (used by `imgsvc migrate drain`).
-    pub async fn drain_all(&self, batch: usize) -> Result<(usize, usize), StoreError> {
+    /// Drain until the outbox has nothing due (used by `imgsvc migrate drain`; with
+    /// `include_waiting`, every entry is tried once, due or not).
+    pub async fn drain_all(
+        &self,
+        batch: usize,
+        include_waiting: bool,
+    ) -> Result<(usize, usize), StoreError> {
         let (mut landed, mut failed) = (0, 0);
         loop {
-            let (l, f) = self.drain_once(batch).await?;
+            // Entries that fail are rescheduled, so a retry-all pass ends with them.
+            let (l, f) = self.drain_once(batch, include_waiting && failed == 0).await?;
             landed += l;
             failed += f;
             if l + f < batch || l == 0 {
@@ -143,11 +188,25 @@ impl Mirror {
         }
     }
 
-    /// The background drain of `serve`: a pass every `interval`, forever.
-    pub async fn run_drain(self: Arc<Self>, interval: Duration) {
+    /// The background drain of `serve`: a pass every `interval`, forever. While the
+    /// breaker is open a pass is skipped; after the cool-down a pass that lands closes it.
+    pub async fn run_drain(
+        self: Arc<Self>,
+        interval: Duration,
+        flags: Arc<dyn super::flags::FlagSource>,
+    ) {
         loop {
-            if let Err(error) = self.drain_once(100).await {
-                tracing::warn!(%error, "outbox drain pass failed");
+            let settings = flags.current().breaker();
+            if !self.breaker.is_open(Instant::now()) {
+                match self.drain_once(100, false).await {
+                    Ok((0, 0)) => {}
+                    Ok((_, 0)) => self.breaker.succeeded(),
+                    Ok(_) => self.breaker_failed(settings),
+                    Err(error) => {
+                        self.breaker_failed(settings);
+                        tracing::warn!(%error, "outbox drain pass failed");
+                    }
+                }
             }
             tokio::time::sleep(interval).await;
         }

@@ -3,10 +3,12 @@
 //! outbox, and the metrics. The HTTP side is `api::gallery`; the commands `cli::migrate`.
 
 pub mod backfill;
+pub mod breaker;
 pub mod flags;
 pub mod legacy;
 pub mod mapping;
 pub mod metrics;
 pub mod mirror;
 pub mod postgres;
+pub mod reconcile;
 pub mod verify;

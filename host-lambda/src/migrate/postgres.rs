@@ -6,7 +6,8 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::legacy::{Checkpoint, LegacyPosition, LegacyRow, LegacyStore, OutboxEntry};
-use crate::store::StoreError;
+use crate::record::iso8601;
+use crate::store::{StoreError, Tombstone};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -43,6 +44,16 @@ fn row_of(r: &PgRow) -> Result<LegacyRow, StoreError> {
     })
 }
 
+fn tombstone_of(r: &PgRow) -> Result<Tombstone, StoreError> {
+    let version: i64 = r.try_get("version").map_err(unavailable)?;
+    let deleted_at: OffsetDateTime = r.try_get("deleted_at").map_err(unavailable)?;
+    Ok(Tombstone {
+        id: r.try_get("id").map_err(unavailable)?,
+        version: u64::try_from(version).unwrap_or(0),
+        deleted_at: iso8601(deleted_at),
+    })
+}
+
 impl PgLegacyStore {
     /// Connect (`postgres://…`) and bring the schema up to date.
     pub async fn connect(url: &str) -> Result<PgLegacyStore, StoreError> {
@@ -71,6 +82,29 @@ impl PgLegacyStore {
             image_id: id.to_owned(),
             attempts: 0,
         })
+    }
+
+    /// Remember a delete at `version` (keeping a newer tombstone if there is one).
+    async fn record_tombstone(
+        tx: &mut Transaction<'_, Postgres>,
+        id: &str,
+        version: i64,
+        deleted_at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO gallery_tombstones (id, version, deleted_at)
+             VALUES ($1, $2, coalesce($3, now()))
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
+                 deleted_at = excluded.deleted_at
+             WHERE gallery_tombstones.version < excluded.version",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(deleted_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Enqueue when asked, then commit.
@@ -155,11 +189,16 @@ impl LegacyStore for PgLegacyStore {
         after: Option<&LegacyPosition>,
         limit: usize,
     ) -> Result<Vec<LegacyRow>, StoreError> {
+        // Ordered and compared on the millisecond, as `uploadedAt` and so the cursor carry
+        // it: comparing microseconds with a millisecond cursor skipped rows.
         let sql = format!(
             "SELECT {COLUMNS} FROM gallery_images
              WHERE user_id = $1 AND ($2::text IS NULL OR album_id = $2)
-               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-             ORDER BY created_at DESC, id DESC LIMIT $5"
+               AND ($3::timestamptz IS NULL
+                    OR (date_trunc('milliseconds', created_at AT TIME ZONE 'UTC'), id)
+                       < (date_trunc('milliseconds', $3::timestamptz AT TIME ZONE 'UTC'), $4))
+             ORDER BY date_trunc('milliseconds', created_at AT TIME ZONE 'UTC') DESC, id DESC
+             LIMIT $5"
         );
         let rows = sqlx::query(&sql)
             .bind(user_id)
@@ -209,17 +248,24 @@ impl LegacyStore for PgLegacyStore {
 
     async fn delete(&self, id: &str, mirror: bool) -> Result<Option<OutboxEntry>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("DELETE FROM gallery_images WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let version: Option<i64> =
+            sqlx::query_scalar("DELETE FROM gallery_images WHERE id = $1 RETURNING version")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if let Some(version) = version {
+            Self::record_tombstone(&mut tx, id, version.saturating_add(1), None).await?;
+        }
         Self::finish(tx, id, mirror).await
     }
 
     async fn put_if_newer(&self, row: &LegacyRow) -> Result<bool, StoreError> {
+        // Not over a newer row, nor over a delete at the same or a newer version.
         let sql = format!(
-            "INSERT INTO gallery_images ({COLUMNS}) VALUES ({VALUES})
+            "INSERT INTO gallery_images ({COLUMNS})
+             SELECT {VALUES}
+             WHERE NOT EXISTS (SELECT 1 FROM gallery_tombstones WHERE id = $1 AND version >= $16)
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id,
                  album_id = excluded.album_id, title = excluded.title, tags = excluded.tags,
                  created_at = excluded.created_at, updated_at = excluded.updated_at,
@@ -229,20 +275,91 @@ impl LegacyStore for PgLegacyStore {
                  width = excluded.width, height = excluded.height, version = excluded.version
              WHERE gallery_images.version < excluded.version"
         );
-        let result = bind_row(sqlx::query(&sql), row)
-            .execute(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let written = bind_row(sqlx::query(&sql), row)
+            .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
-        Ok(result.rows_affected() == 1)
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        if written {
+            // A newer row than the delete: the row is back (ids are never reused, so only a
+            // deliberate copy gets here).
+            sqlx::query("DELETE FROM gallery_tombstones WHERE id = $1 AND version < $2")
+                .bind(&row.id)
+                .bind(row.version)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(written)
     }
 
-    async fn due_mirrors(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn put_tombstone_if_newer(&self, tombstone: &Tombstone) -> Result<bool, StoreError> {
+        let version = i64::try_from(tombstone.version).map_err(unavailable)?;
+        let deleted_at = super::mapping::timestamp("deletedAt", &tombstone.deleted_at).ok();
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let newer: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM gallery_images WHERE id = $1 AND version >= $2)
+                 OR EXISTS (SELECT 1 FROM gallery_tombstones WHERE id = $1 AND version >= $2)",
+        )
+        .bind(&tombstone.id)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if newer {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM gallery_images WHERE id = $1")
+            .bind(&tombstone.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        Self::record_tombstone(&mut tx, &tombstone.id, version, deleted_at).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn tombstone(&self, id: &str) -> Result<Option<Tombstone>, StoreError> {
+        let row = sqlx::query("SELECT id, version, deleted_at FROM gallery_tombstones WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(tombstone_of).transpose()
+    }
+
+    async fn scan_tombstones(
+        &self,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tombstone>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, version, deleted_at FROM gallery_tombstones
+             WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(tombstone_of).collect()
+    }
+
+    async fn due_mirrors(
+        &self,
+        limit: usize,
+        include_waiting: bool,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         // One sync per image covers all its entries: mirroring reads the row as it is.
         let rows = sqlx::query(
             "SELECT image_id, max(seq) AS seq, max(attempts) AS attempts FROM gallery_outbox
-             WHERE next_attempt_at <= now() GROUP BY image_id ORDER BY min(seq) LIMIT $1",
+             WHERE $2 OR next_attempt_at <= now() GROUP BY image_id ORDER BY min(seq) LIMIT $1",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(include_waiting)
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -286,6 +403,31 @@ impl LegacyStore for PgLegacyStore {
         .await
         .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn waiting_mirrors(&self) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+        let row = sqlx::query(
+            "SELECT count(DISTINCT image_id) AS waiting, min(next_attempt_at) AS next
+             FROM gallery_outbox WHERE next_attempt_at > now()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok((
+            row.try_get("waiting").map_err(unavailable)?,
+            row.try_get("next").map_err(unavailable)?,
+        ))
+    }
+
+    async fn count(&self, since: Option<OffsetDateTime>) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM gallery_images WHERE $1::timestamptz IS NULL OR updated_at >= $1",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn outbox_depth(&self) -> Result<i64, StoreError> {

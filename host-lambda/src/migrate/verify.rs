@@ -24,8 +24,13 @@ pub struct VerifyReport {
     pub matched: u64,
     pub missing: Vec<String>,
     pub mismatched: Vec<Mismatch>,
-    /// Records in the Image Service with no legacy row (full runs only).
+    /// Rows whose record the Image Service deleted (its tombstone is as new or newer): the
+    /// image was deleted after cutover; `reconcile` (or `reverse`) removes the row.
+    pub deleted_in_image_service: Vec<String>,
+    /// Records in the Image Service with no legacy row (with `since`: those updated since).
     pub only_in_image_service: Vec<String>,
+    /// Records in the Image Service whose row PostgreSQL deleted (`reconcile` removes them).
+    pub deleted_in_postgres: Vec<String>,
 }
 
 impl VerifyReport {
@@ -39,7 +44,9 @@ impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.missing.is_empty()
             && self.mismatched.is_empty()
+            && self.deleted_in_image_service.is_empty()
             && self.only_in_image_service.is_empty()
+            && self.deleted_in_postgres.is_empty()
     }
 }
 
@@ -57,9 +64,9 @@ pub async fn verify(
     loop {
         let rows = legacy.scan(after.as_deref(), since, batch).await?;
         let Some(last) = rows.last() else {
-            if since.is_none() {
-                report.only_in_image_service = only_in_image_service(legacy, target, batch).await?;
-            }
+            let since = since.map(crate::record::iso8601);
+            (report.only_in_image_service, report.deleted_in_postgres) =
+                only_in_image_service(legacy, target, since.as_deref(), batch).await?;
             return Ok(report);
         };
         after = Some(last.id.clone());
@@ -67,7 +74,12 @@ pub async fn verify(
         for (row, record) in rows.iter().zip(records) {
             report.total += 1;
             match record? {
-                None => report.missing.push(row.id.clone()),
+                None => match target.tombstone(&row.id).await? {
+                    Some(tombstone) if i64::try_from(tombstone.version).unwrap_or(i64::MAX) >= row.version => {
+                        report.deleted_in_image_service.push(row.id.clone());
+                    }
+                    _ => report.missing.push(row.id.clone()),
+                },
                 Some(record) => {
                     let fields = compare(row, &record);
                     if fields.is_empty() {
@@ -85,24 +97,38 @@ pub async fn verify(
     }
 }
 
-/// Ids of Image Service records that have no legacy row.
+/// Ids of Image Service records (updated at or after `since`, when given) that have no
+/// legacy row: those never in PostgreSQL, and those PostgreSQL deleted.
 async fn only_in_image_service(
     legacy: &Arc<dyn LegacyStore>,
     target: &Arc<dyn MetadataStore>,
+    since: Option<&str>,
     batch: usize,
-) -> Result<Vec<String>, StoreError> {
-    let mut extra = Vec::new();
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    let (mut extra, mut deleted) = (Vec::new(), Vec::new());
     let mut start = None;
     loop {
         let (records, next) = target.scan(start, batch.max(1)).await?;
-        let ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
+        // The timestamps share one format (RFC 3339, milliseconds, UTC): they sort as text.
+        let records: Vec<_> = records
+            .into_iter()
+            .filter(|r| since.is_none_or(|since| r.updated_at.as_str() >= since))
+            .collect();
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         if !ids.is_empty() {
             let existing = legacy.existing_ids(&ids).await?;
-            extra.extend(ids.into_iter().filter(|id| !existing.contains(id)));
+            for record in records.into_iter().filter(|r| !existing.contains(&r.id)) {
+                match legacy.tombstone(&record.id).await? {
+                    Some(tombstone) if tombstone.version >= record.version => {
+                        deleted.push(record.id);
+                    }
+                    _ => extra.push(record.id),
+                }
+            }
         }
         match next {
             Some(next) => start = Some(next),
-            None => return Ok(extra),
+            None => return Ok((extra, deleted)),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! `GSI1PK = USER#{userId}`, `GSI1SK = UPLOADED#{uploadedAt}#{id}`; GSI2 (an album's images,
 //! only when set): `GSI2PK = ALBUM#{albumId}`, same sort key. The id after the timestamp makes
 //! the order total (two uploads in one millisecond) and keeps `begins_with(UPLOADED#…)`
-//! working. Idempotency items: `PK = IDEMPOTENCY#{userId}#{key}`, `SK = IDEMPOTENCY`, with
+//! working. A deleted record's item becomes its tombstone (same key, `isTombstone = true`,
+//! `id`, `version` = the deleting version, `deletedAt`; no index keys, so never listed), which
+//! the version conditions of every later write see. Idempotency items: `PK = IDEMPOTENCY#{userId}#{key}`, `SK = IDEMPOTENCY`, with
 //! `expiresAt` as the table's TTL attribute.
 
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 
-use super::{ListPosition, ListQuery, MetadataStore, Reservation, StoreError};
+use super::{ListPosition, ListQuery, MetadataStore, Reservation, StoreError, Tombstone};
 use crate::record::ImageRecord;
 
 type Item = HashMap<String, AttributeValue>;
@@ -48,6 +50,58 @@ fn sort_key(uploaded_at: &str, id: &str) -> String {
 
 fn idempotency_pk(user_id: &str, key: &str) -> String {
     format!("IDEMPOTENCY#{user_id}#{key}")
+}
+
+/// The attribute that marks an image item as a tombstone.
+const TOMBSTONE: &str = "isTombstone";
+
+/// A scan's `LastEvaluatedKey` as the opaque start of the next page: the whole key (PK and
+/// SK), whatever item it names — a page may end on an item the filter dropped, such as an
+/// idempotency entry.
+fn encode_start(key: &Item) -> Option<String> {
+    let mut parts = std::collections::BTreeMap::new();
+    for (name, value) in key {
+        match value {
+            AttributeValue::S(text) => parts.insert(name.clone(), text.clone()),
+            _ => return None,
+        };
+    }
+    serde_json::to_string(&parts).ok()
+}
+
+/// The key `encode_start` wrote; `None` for anything else (a start from another store).
+fn decode_start(start: &str) -> Option<Item> {
+    let parts: std::collections::BTreeMap<String, String> = serde_json::from_str(start).ok()?;
+    if parts.len() != 2 || !parts.contains_key("PK") || !parts.contains_key("SK") {
+        return None;
+    }
+    Some(parts.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+fn is_tombstone(item: &Item) -> bool {
+    matches!(item.get(TOMBSTONE), Some(AttributeValue::Bool(true)))
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+fn tombstone_of(item: &Item) -> Option<Tombstone> {
+    Some(Tombstone {
+        id: text(item, "id")?,
+        version: number(item, "version")?,
+        deleted_at: text(item, "deletedAt").unwrap_or_default(),
+    })
 }
 
 impl DynamoMetadataStore {
@@ -108,6 +162,44 @@ impl DynamoMetadataStore {
         Ok(())
     }
 
+    /// Create the table (as `create_table`) with TTL on `expiresAt` (idempotency items
+    /// expire), unless it exists. True when created. For `imgsvc aws init`.
+    pub async fn ensure_table(&self) -> Result<bool, StoreError> {
+        let exists = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map(|_| true)
+            .or_else(|e| {
+                let e = e.into_service_error();
+                if e.is_resource_not_found_exception() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(e))
+                }
+            })?;
+        if exists {
+            return Ok(false);
+        }
+        self.create_table().await?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name("expiresAt")
+                    .enabled(true)
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        Ok(true)
+    }
+
     /// The stored item for a record: its attributes plus the keys of the table and indexes.
     fn item(record: &ImageRecord) -> Result<Item, StoreError> {
         let mut item: Item = serde_dynamo::to_item(record).map_err(unavailable)?;
@@ -136,6 +228,86 @@ impl DynamoMetadataStore {
             .map_err(|e| StoreError::Unavailable(format!("bad record: {e}")))
     }
 
+    fn tombstone_item(tombstone: &Tombstone) -> Result<Item, StoreError> {
+        let mut item = Self::key(image_pk(&tombstone.id), "METADATA");
+        item.insert(TOMBSTONE.into(), AttributeValue::Bool(true));
+        item.insert("id".into(), s(&tombstone.id));
+        item.insert(
+            "version".into(),
+            n(i64::try_from(tombstone.version).map_err(unavailable)?),
+        );
+        item.insert("deletedAt".into(), s(&tombstone.deleted_at));
+        Ok(item)
+    }
+
+    /// Put `item` if `condition` holds (`:v` bound to `value`, when given): true when
+    /// written, false when the condition failed.
+    async fn put_item_if(
+        &self,
+        item: Item,
+        condition: &str,
+        value: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let value = value
+            .map(|v| i64::try_from(v).map(n).map_err(unavailable))
+            .transpose()?;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if let Some(value) = value {
+            request = request.expression_attribute_values(":v", value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let error = error.into_service_error();
+                if error.is_conditional_check_failed_exception() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(error))
+                }
+            }
+        }
+    }
+
+    /// One page of image items (records or tombstones, as `tombstones` says).
+    async fn scan_images(
+        &self,
+        start: Option<String>,
+        limit: usize,
+        tombstones: bool,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let start_key = match start {
+            None => None,
+            Some(start) => Some(
+                decode_start(&start)
+                    .ok_or_else(|| StoreError::Unavailable(format!("bad scan start {start:?}")))?,
+            ),
+        };
+        let filter = if tombstones {
+            "SK = :sk AND attribute_exists(isTombstone)"
+        } else {
+            "SK = :sk AND attribute_not_exists(isTombstone)"
+        };
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(filter)
+            .expression_attribute_values(":sk", s("METADATA"))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        // The next page starts after the last item *evaluated* (it may have been filtered).
+        let next = output.last_evaluated_key.as_ref().and_then(encode_start);
+        Ok((output.items.unwrap_or_default(), next))
+    }
+
     fn key(pk: String, sk: &str) -> Item {
         HashMap::from([("PK".to_owned(), s(pk)), ("SK".to_owned(), s(sk))])
     }
@@ -161,29 +333,8 @@ impl DynamoMetadataStore {
         condition: &str,
         value: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let value = value
-            .map(|v| i64::try_from(v).map(n).map_err(unavailable))
-            .transpose()?;
-        let mut request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression(condition);
-        if let Some(value) = value {
-            request = request.expression_attribute_values(":v", value);
-        }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
-                    Ok(false)
-                } else {
-                    Err(unavailable(error))
-                }
-            }
-        }
+        self.put_item_if(Self::item(record)?, condition, value)
+            .await
     }
 }
 
@@ -203,6 +354,7 @@ impl MetadataStore for DynamoMetadataStore {
     async fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
         self.get_item(Self::key(image_pk(id), "METADATA"))
             .await?
+            .filter(|item| !is_tombstone(item))
             .map(Self::record)
             .transpose()
     }
@@ -212,7 +364,7 @@ impl MetadataStore for DynamoMetadataStore {
         let written = self
             .put_record_if(
                 record,
-                "attribute_exists(PK) AND version = :v",
+                "attribute_exists(PK) AND attribute_not_exists(isTombstone) AND version = :v",
                 Some(expected_version),
             )
             .await?;
@@ -232,32 +384,21 @@ impl MetadataStore for DynamoMetadataStore {
         start: Option<String>,
         limit: usize,
     ) -> Result<(Vec<ImageRecord>, Option<String>), StoreError> {
-        let start_key = start.map(|id| Self::key(image_pk(&id), "METADATA"));
-        let output = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("SK = :sk")
-            .expression_attribute_values(":sk", s("METADATA"))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start_key)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
-        let records = output
-            .items
-            .unwrap_or_default()
+        let (items, next) = self.scan_images(start, limit, false).await?;
+        let records = items
             .into_iter()
             .map(Self::record)
             .collect::<Result<Vec<_>, _>>()?;
-        // The next page starts after the last item *evaluated* (it may have been filtered).
-        let next = output
-            .last_evaluated_key
-            .and_then(|key| match key.get("PK") {
-                Some(AttributeValue::S(pk)) => pk.strip_prefix("IMAGE#").map(str::to_owned),
-                _ => None,
-            });
         Ok((records, next))
+    }
+
+    async fn scan_tombstones(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Tombstone>, Option<String>), StoreError> {
+        let (items, next) = self.scan_images(start, limit, true).await?;
+        Ok((items.iter().filter_map(tombstone_of).collect(), next))
     }
 
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
@@ -270,14 +411,53 @@ impl MetadataStore for DynamoMetadataStore {
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(image_pk(id), "METADATA")))
-            .send()
-            .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
-        Ok(())
+        // Replace the record with its tombstone, on the condition that the record is still
+        // the version read (a concurrent edit makes this read again).
+        for _ in 0..8 {
+            let Some(item) = self.get_item(Self::key(image_pk(id), "METADATA")).await? else {
+                return Ok(());
+            };
+            if is_tombstone(&item) {
+                return Ok(());
+            }
+            let version = number(&item, "version").unwrap_or(0);
+            let tombstone = Tombstone {
+                id: id.to_owned(),
+                version: version.saturating_add(1),
+                deleted_at: crate::record::now(),
+            };
+            if self
+                .put_item_if(
+                    Self::tombstone_item(&tombstone)?,
+                    "attribute_not_exists(isTombstone) AND version = :v",
+                    Some(version),
+                )
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{id} kept changing while it was being deleted"
+        )))
+    }
+
+    async fn put_tombstone_if_newer(&self, tombstone: &Tombstone) -> Result<bool, StoreError> {
+        self.put_item_if(
+            Self::tombstone_item(tombstone)?,
+            "attribute_not_exists(PK) OR version < :v",
+            Some(tombstone.version),
+        )
+        .await
+    }
+
+    async fn tombstone(&self, id: &str) -> Result<Option<Tombstone>, StoreError> {
+        Ok(self
+            .get_item(Self::key(image_pk(id), "METADATA"))
+            .await?
+            .filter(is_tombstone)
+            .as_ref()
+            .and_then(tombstone_of))
     }
 
     async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError> {
@@ -454,5 +634,23 @@ impl MetadataStore for DynamoMetadataStore {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_resumes_from_any_evaluated_key_even_an_idempotency_entry() {
+        for key in [
+            DynamoMetadataStore::key(image_pk("01J0"), "METADATA"),
+            DynamoMetadataStore::key(idempotency_pk("alice", "k#1"), "IDEMPOTENCY"),
+        ] {
+            let start = encode_start(&key).unwrap();
+            assert_eq!(decode_start(&start), Some(key));
+        }
+        assert_eq!(decode_start("01J0"), None);
+        assert_eq!(decode_start(r#"{"PK":"IMAGE#a"}"#), None);
     }
 }

@@ -83,6 +83,18 @@ pub struct ListQuery<'a> {
     pub limit: usize,
 }
 
+/// A deleted record, remembered: the id and the version that deleted it (the record's last
+/// version + 1), so an older copy — a late mirror, a backfill, a rollback — can never bring
+/// the record back. Kept on both sides of the migration; never listed or returned by `get`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tombstone {
+    pub id: String,
+    pub version: u64,
+    /// When it was deleted (RFC 3339, milliseconds, UTC).
+    pub deleted_at: String,
+}
+
 /// What an `Idempotency-Key` lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
@@ -119,22 +131,36 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Replace the record if its stored version is still `expected_version`; otherwise
     /// `VersionConflict` with the current version (or `NotFound`).
     async fn update(&self, record: &ImageRecord, expected_version: u64) -> Result<(), StoreError>;
-    /// Write `record` unless a record with this id and the same or a newer version is
-    /// stored (the migration's mirror: an older version never overwrites a newer one).
-    /// True when it wrote.
+    /// Write `record` unless a record or tombstone with this id and the same or a newer
+    /// version is stored (the migration's mirror: an older version never overwrites a
+    /// newer one, nor brings back a newer delete). True when it wrote.
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError>;
-    /// Remove the record. Removing a missing record succeeds.
+    /// Remove the record, leaving a tombstone at its version + 1. Removing a missing record
+    /// (or one already deleted) succeeds and changes nothing.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// Replace whatever is stored for the id with `tombstone` unless a record or tombstone
+    /// with the same or a newer version is stored (a delete mirrored or copied from the
+    /// other side). True when it wrote.
+    async fn put_tombstone_if_newer(&self, tombstone: &Tombstone) -> Result<bool, StoreError>;
+    /// The tombstone of a deleted record, if it was deleted.
+    async fn tombstone(&self, id: &str) -> Result<Option<Tombstone>, StoreError>;
     /// A user's images (optionally one album's), newest first: by uploadedAt, then id.
     async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// One page of every record, in no particular order, and where the next page starts
-    /// (`None` at the end): for `verify` (records only here) and `reverse`.
+    /// (`None` at the end): for `verify` (records only here) and `reverse`. A page may be
+    /// shorter than `limit`, even empty, before the end.
     async fn scan(
         &self,
         start: Option<String>,
         limit: usize,
     ) -> Result<(Vec<ImageRecord>, Option<String>), StoreError>;
+    /// The same for tombstones: for `reverse` and `reconcile`.
+    async fn scan_tombstones(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Tombstone>, Option<String>), StoreError>;
 
     /// Hold `(user_id, key)` for a new request unless a live (unexpired at `now`) entry
     /// exists, in which case report it. Atomic: of two racing requests, one reserves.

@@ -36,6 +36,23 @@ fn describe<E: std::error::Error>(error: &E) -> String {
     text
 }
 
+impl S3BlobStore {
+    /// Create the bucket unless this account already has it. True when created.
+    pub async fn ensure_bucket(&self) -> Result<bool, StoreError> {
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let error = error.into_service_error();
+                if error.is_bucket_already_owned_by_you() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(describe(&error)))
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn put(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::{ListQuery, MetadataStore, Reservation, StoreError};
+use super::{ListQuery, MetadataStore, Reservation, StoreError, Tombstone};
 use crate::record::ImageRecord;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -41,6 +41,18 @@ impl SqliteMetadataStore {
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+fn unavailable_text(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn tombstone_of(row: &sqlx::sqlite::SqliteRow) -> Tombstone {
+    Tombstone {
+        id: row.get(0),
+        version: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+        deleted_at: row.get(2),
+    }
 }
 
 fn encode(record: &ImageRecord) -> Result<String, StoreError> {
@@ -127,6 +139,19 @@ impl MetadataStore for SqliteMetadataStore {
     }
 
     async fn put_if_newer(&self, record: &ImageRecord) -> Result<bool, StoreError> {
+        let version = i64::try_from(record.version).map_err(unavailable_text)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // A tombstone at the same or a newer version: the record was deleted after this copy.
+        let deleted: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM tombstones WHERE id = ? AND version >= ?")
+                .bind(&record.id)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if deleted.is_some() {
+            return Ok(false);
+        }
         let result = sqlx::query(
             "INSERT INTO images (id, user_id, album_id, uploaded_at, version, record)
              VALUES (?, ?, ?, ?, ?, ?)
@@ -139,21 +164,109 @@ impl MetadataStore for SqliteMetadataStore {
         .bind(&record.user_id)
         .bind(&record.album_id)
         .bind(&record.uploaded_at)
-        .bind(record.version as i64)
+        .bind(version)
         .bind(encode(record)?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        if result.rows_affected() == 1 {
+            sqlx::query("DELETE FROM tombstones WHERE id = ?")
+                .bind(&record.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM images WHERE id = ?")
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let version: Option<i64> =
+            sqlx::query_scalar("DELETE FROM images WHERE id = ? RETURNING version")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if let Some(version) = version {
+            sqlx::query(
+                "INSERT INTO tombstones (id, version, deleted_at) VALUES (?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version,
+                     deleted_at = excluded.deleted_at
+                 WHERE tombstones.version < excluded.version",
+            )
             .bind(id)
-            .execute(&self.pool)
+            .bind(version.saturating_add(1))
+            .bind(crate::record::now())
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        Ok(())
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn put_tombstone_if_newer(&self, tombstone: &Tombstone) -> Result<bool, StoreError> {
+        let version = i64::try_from(tombstone.version).map_err(unavailable_text)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let newer: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM images WHERE id = ?1 AND version >= ?2
+             UNION ALL SELECT version FROM tombstones WHERE id = ?1 AND version >= ?2",
+        )
+        .bind(&tombstone.id)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if newer.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM images WHERE id = ?")
+            .bind(&tombstone.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO tombstones (id, version, deleted_at) VALUES (?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
+                 deleted_at = excluded.deleted_at",
+        )
+        .bind(&tombstone.id)
+        .bind(version)
+        .bind(&tombstone.deleted_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn tombstone(&self, id: &str) -> Result<Option<Tombstone>, StoreError> {
+        let row = sqlx::query("SELECT id, version, deleted_at FROM tombstones WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.as_ref().map(tombstone_of))
+    }
+
+    async fn scan_tombstones(
+        &self,
+        start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Tombstone>, Option<String>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, version, deleted_at FROM tombstones WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(start.unwrap_or_default())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let tombstones: Vec<Tombstone> = rows.iter().map(tombstone_of).collect();
+        let next = (tombstones.len() == limit)
+            .then(|| tombstones.last().map(|t| t.id.clone()))
+            .flatten();
+        Ok((tombstones, next))
     }
 
     async fn list(&self, query: ListQuery<'_>) -> Result<Vec<ImageRecord>, StoreError> {
