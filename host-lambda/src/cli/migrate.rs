@@ -121,7 +121,8 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
                 dry_run,
                 resume,
             };
-            let mut progress = Progress::new("backfill", Some(legacy.count(None).await?), json, 1000);
+            let mut progress =
+                Progress::new("backfill", Some(legacy.count(None).await?), json, 1000);
             let report = crate::migrate::backfill::backfill(
                 legacy,
                 target,
@@ -181,7 +182,10 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
                 } else {
                     changed_meanwhile += 1;
                 }
-                progress.update(done as u64 + 1, &serde_json::json!({"changedMeanwhile": changed_meanwhile}));
+                progress.update(
+                    done as u64 + 1,
+                    &serde_json::json!({"changedMeanwhile": changed_meanwhile}),
+                );
             }
             progress.finish();
             let after = crate::migrate::verify::verify(legacy, target, None, 100, |_| {}).await?;
@@ -282,8 +286,7 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
             report,
         } => {
             let since = since.map(|ago| time::OffsetDateTime::now_utc() - ago);
-            let mut progress =
-                Progress::new("verify", Some(legacy.count(since).await?), json, 100);
+            let mut progress = Progress::new("verify", Some(legacy.count(since).await?), json, 100);
             let result = crate::migrate::verify::verify(legacy, target, since, 100, |report| {
                 progress.update(
                     report.total,

@@ -170,7 +170,10 @@ mod tests {
         }
         assert!(breaker.is_open(t0));
         assert_eq!(breaker.permit(t0, SETTINGS), Permit::Skip);
-        assert_eq!(breaker.permit(t0 + Duration::from_secs(29), SETTINGS), Permit::Skip);
+        assert_eq!(
+            breaker.permit(t0 + Duration::from_secs(29), SETTINGS),
+            Permit::Skip
+        );
         let later = t0 + Duration::from_secs(30);
         assert_eq!(breaker.permit(later, SETTINGS), Permit::Probe);
         // Only one probe at a time, unless it never reported within a cool-down.
@@ -180,8 +183,14 @@ mod tests {
             Permit::Probe
         );
         // A failed probe opens it for another cool-down…
-        assert!(!breaker.failed(later, SETTINGS), "already open, not newly opened");
-        assert_eq!(breaker.permit(later + Duration::from_secs(1), SETTINGS), Permit::Skip);
+        assert!(
+            !breaker.failed(later, SETTINGS),
+            "already open, not newly opened"
+        );
+        assert_eq!(
+            breaker.permit(later + Duration::from_secs(1), SETTINGS),
+            Permit::Skip
+        );
         let again = later + Duration::from_secs(30);
         assert_eq!(breaker.permit(again, SETTINGS), Permit::Probe);
         // …a successful one closes it.

@@ -128,11 +128,7 @@ pub fn compare(row: &LegacyRow, record: &ImageRecord) -> Vec<FieldMismatch> {
         shown(&expected.album_id),
         shown(&record.album_id),
     );
-    check(
-        "title",
-        shown(&expected.title),
-        shown(&record.title),
-    );
+    check("title", shown(&expected.title), shown(&record.title));
     check("tags", expected.tags.join(","), record.tags.join(","));
     check("s3Bucket", expected.s3_bucket, record.s3_bucket.clone());
     check(

@@ -92,7 +92,12 @@ impl Mirror {
     ///
     /// While the circuit breaker is open the sync is skipped at once: the entry stays due
     /// in the outbox for the drain.
-    pub async fn mirror_now(&self, entry: &OutboxEntry, timeout: Duration, breaker: BreakerSettings) {
+    pub async fn mirror_now(
+        &self,
+        entry: &OutboxEntry,
+        timeout: Duration,
+        breaker: BreakerSettings,
+    ) {
         let started = Instant::now();
         if self.breaker.permit(started, breaker) == Permit::Skip {
             self.metrics.mirror("skipped", 0.0);
@@ -179,7 +184,9 @@ impl Mirror {
         let (mut landed, mut failed) = (0, 0);
         loop {
             // Entries that fail are rescheduled, so a retry-all pass ends with them.
-            let (l, f) = self.drain_once(batch, include_waiting && failed == 0).await?;
+            let (l, f) = self
+                .drain_once(batch, include_waiting && failed == 0)
+                .await?;
             landed += l;
             failed += f;
             if l + f < batch || l == 0 {

@@ -323,11 +323,12 @@ impl LegacyStore for PgLegacyStore {
     }
 
     async fn tombstone(&self, id: &str) -> Result<Option<Tombstone>, StoreError> {
-        let row = sqlx::query("SELECT id, version, deleted_at FROM gallery_tombstones WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let row =
+            sqlx::query("SELECT id, version, deleted_at FROM gallery_tombstones WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
         row.as_ref().map(tombstone_of).transpose()
     }
 

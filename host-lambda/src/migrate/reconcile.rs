@@ -40,8 +40,8 @@ pub enum Direction {
 /// What a change writes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
-    Row(LegacyRow),
-    Record(ImageRecord),
+    Row(Box<LegacyRow>),
+    Record(Box<ImageRecord>),
     Deleted,
 }
 
@@ -68,7 +68,11 @@ impl Change {
             Content::Row(row) => u64::try_from(row.version).unwrap_or(0) != self.version,
             Content::Record(record) => record.version != self.version,
             Content::Deleted => {
-                self.version > self.postgres.unwrap_or(0).max(self.image_service.unwrap_or(0))
+                self.version
+                    > self
+                        .postgres
+                        .unwrap_or(0)
+                        .max(self.image_service.unwrap_or(0))
             }
         }
     }
@@ -109,7 +113,7 @@ pub struct Conflict {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     InSync,
-    Change(Change),
+    Change(Box<Change>),
     Conflict(Conflict),
 }
 
@@ -141,11 +145,11 @@ pub fn decide(
     let change = |winner: Direction, forced: bool| {
         let content = match winner {
             Direction::Postgres => match legacy {
-                Held::Present(row) => Content::Row(row.clone()),
+                Held::Present(row) => Content::Row(Box::new(row.clone())),
                 _ => Content::Deleted,
             },
             Direction::ImageService => match image {
-                Held::Present(record) => Content::Record(record.clone()),
+                Held::Present(record) => Content::Record(Box::new(record.clone())),
                 _ => Content::Deleted,
             },
         };
@@ -159,7 +163,7 @@ pub fn decide(
         } else {
             own
         };
-        Decision::Change(Change {
+        Decision::Change(Box::new(Change {
             id: id.to_owned(),
             from: winner,
             content,
@@ -167,7 +171,7 @@ pub fn decide(
             postgres,
             image_service,
             existing_record: existing_record.clone(),
-        })
+        }))
     };
     // `--from` wins against a newer side too, but a side holding nothing deleted nothing.
     let forced_by = |natural: Direction| match from {
@@ -300,7 +304,7 @@ pub fn plan(
     for (id, (legacy, image)) in sides {
         match decide(id, legacy, image, from) {
             Decision::InSync => {}
-            Decision::Change(change) => changes.push(change),
+            Decision::Change(change) => changes.push(*change),
             Decision::Conflict(conflict) => conflicts.push(conflict),
         }
     }
@@ -334,7 +338,7 @@ pub async fn apply(
             }
         }
         Content::Row(row) => {
-            let mut row = row.clone();
+            let mut row = (**row).clone();
             row.version = i64::try_from(change.version)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             let record = keep_extras(record_of(&row, public_base_url), &change.existing_record);
@@ -346,7 +350,7 @@ pub async fn apply(
             }
         }
         Content::Record(record) => {
-            let mut record = record.clone();
+            let mut record = (**record).clone();
             record.version = change.version;
             if to_postgres {
                 landed &= legacy.put_if_newer(&row_of(&record)?).await?;
@@ -417,21 +421,57 @@ mod tests {
 
     #[test]
     fn the_newest_version_wins_in_either_direction() {
-        let d = decide("A", &Held::Present(row(3, "x")), &Held::Present(record(2, "y")), None);
+        let d = decide(
+            "A",
+            &Held::Present(row(3, "x")),
+            &Held::Present(record(2, "y")),
+            None,
+        );
         assert_eq!(change(d), (Direction::Postgres, "copy_to_image_service", 3));
-        let d = decide("A", &Held::Present(row(2, "x")), &Held::Present(record(3, "y")), None);
+        let d = decide(
+            "A",
+            &Held::Present(row(2, "x")),
+            &Held::Present(record(3, "y")),
+            None,
+        );
         assert_eq!(change(d), (Direction::ImageService, "copy_to_postgres", 3));
-        let same = decide("A", &Held::Present(row(2, "x")), &Held::Present(record(2, "x")), None);
+        let same = decide(
+            "A",
+            &Held::Present(row(2, "x")),
+            &Held::Present(record(2, "x")),
+            None,
+        );
         assert_eq!(same, Decision::InSync);
     }
 
     #[test]
     fn a_delete_wins_over_its_own_version_and_older_rows_but_not_newer_ones() {
-        let d = decide("A", &Held::Present(row(1, "x")), &Held::Deleted(deleted(2)), None);
-        assert_eq!(change(d), (Direction::ImageService, "delete_in_postgres", 2));
-        let d = decide("A", &Held::Deleted(deleted(2)), &Held::Present(record(2, "x")), None);
-        assert_eq!(change(d), (Direction::Postgres, "delete_in_image_service", 2));
-        let d = decide("A", &Held::Deleted(deleted(2)), &Held::Present(record(3, "x")), None);
+        let d = decide(
+            "A",
+            &Held::Present(row(1, "x")),
+            &Held::Deleted(deleted(2)),
+            None,
+        );
+        assert_eq!(
+            change(d),
+            (Direction::ImageService, "delete_in_postgres", 2)
+        );
+        let d = decide(
+            "A",
+            &Held::Deleted(deleted(2)),
+            &Held::Present(record(2, "x")),
+            None,
+        );
+        assert_eq!(
+            change(d),
+            (Direction::Postgres, "delete_in_image_service", 2)
+        );
+        let d = decide(
+            "A",
+            &Held::Deleted(deleted(2)),
+            &Held::Present(record(3, "x")),
+            None,
+        );
         assert_eq!(change(d), (Direction::ImageService, "copy_to_postgres", 3));
         let gone = decide("A", &Held::Deleted(deleted(2)), &Held::Nothing, None);
         assert_eq!(gone, Decision::InSync);
@@ -439,7 +479,11 @@ mod tests {
 
     #[test]
     fn a_missing_side_never_deleted_anything() {
-        for from in [None, Some(Direction::Postgres), Some(Direction::ImageService)] {
+        for from in [
+            None,
+            Some(Direction::Postgres),
+            Some(Direction::ImageService),
+        ] {
             let d = decide("A", &Held::Nothing, &Held::Present(record(4, "x")), from);
             assert_eq!(change(d), (Direction::ImageService, "copy_to_postgres", 4));
             let d = decide("A", &Held::Present(row(4, "x")), &Held::Nothing, from);
@@ -471,6 +515,9 @@ mod tests {
             &Held::Deleted(deleted(3)),
             Some(Direction::ImageService),
         );
-        assert_eq!(change(d), (Direction::ImageService, "delete_on_both_sides", 8));
+        assert_eq!(
+            change(d),
+            (Direction::ImageService, "delete_on_both_sides", 8)
+        );
     }
 }

@@ -75,7 +75,9 @@ pub async fn verify(
             report.total += 1;
             match record? {
                 None => match target.tombstone(&row.id).await? {
-                    Some(tombstone) if i64::try_from(tombstone.version).unwrap_or(i64::MAX) >= row.version => {
+                    Some(tombstone)
+                        if i64::try_from(tombstone.version).unwrap_or(i64::MAX) >= row.version =>
+                    {
                         report.deleted_in_image_service.push(row.id.clone());
                     }
                     _ => report.missing.push(row.id.clone()),

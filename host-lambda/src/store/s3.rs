@@ -39,7 +39,13 @@ fn describe<E: std::error::Error>(error: &E) -> String {
 impl S3BlobStore {
     /// Create the bucket unless this account already has it. True when created.
     pub async fn ensure_bucket(&self) -> Result<bool, StoreError> {
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(error) => {
                 let error = error.into_service_error();
