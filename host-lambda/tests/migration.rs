@@ -1121,3 +1121,88 @@ async fn verify_since_reports_recent_records_found_only_in_the_image_service() {
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["onlyInImageService"], json!([stray]));
 }
+
+/// A measurement, not a check (run by hand: `cargo nextest run -p imgsvc-lambda --test
+/// migration --run-ignored only -E 'test(measure_)' --no-capture`): gallery upload latency
+/// with DynamoDB healthy, then hung with the breaker effectively off (1000 failures) and
+/// at its default (5), at the default 5 s timeout.
+#[tokio::test]
+#[ignore = "a measurement; prints P50/P95, asserts nothing about time"]
+async fn measure_gallery_writes_while_dynamodb_hangs() {
+    fn percentile(sorted: &[u128], p: f64) -> u128 {
+        let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    }
+    for (label, flags, hang) in [
+        ("healthy", "ENABLE_DYNAMODB_DUAL_WRITE=true\n", false),
+        (
+            "hung, no breaker",
+            "ENABLE_DYNAMODB_DUAL_WRITE=true\nCIRCUIT_BREAKER_FAILURES=1000\n",
+            true,
+        ),
+        ("hung, breaker at defaults", "ENABLE_DYNAMODB_DUAL_WRITE=true\n", true),
+    ] {
+        let gallery = Gallery::start(flags).await;
+        gallery.uploads("mia", 1).await;
+        gallery.cut.set_hang(hang);
+        let mut took = Vec::new();
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            gallery.uploads("mia", 1).await;
+            took.push(started.elapsed().as_millis());
+        }
+        let all = took.clone();
+        took.sort_unstable();
+        eprintln!(
+            "{label}: P50 {} ms, P95 {} ms, max {} ms; each: {all:?}",
+            percentile(&took, 0.5),
+            percentile(&took, 0.95),
+            took[took.len() - 1]
+        );
+    }
+}
+
+#[tokio::test]
+async fn long_commands_draw_a_bar_on_a_terminal_and_write_json_lines_otherwise() {
+    let gallery = Gallery::start("").await;
+    gallery.seed_rows(3).await;
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(
+        finished(gallery.migrate(data.path(), &["backfill"]).output().unwrap()).0,
+        Some(0)
+    );
+    // No terminal: progress is JSON lines on stderr.
+    let piped = gallery
+        .migrate(data.path(), &["verify"])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    let line: Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (line["progress"]["command"].as_str(), line["progress"]["done"].as_u64()),
+        (Some("verify"), Some(3)),
+        "{stderr}"
+    );
+    // A terminal (util-linux `script` gives the command a pseudo-terminal): a bar with
+    // its count, no JSON; `--json` asks for the lines anyway.
+    for (extra, wants_bar) in [("", true), (" --json", false)] {
+        let command = gallery.migrate(data.path(), &["verify"]);
+        let line = format!(
+            "{} migrate verify{extra}",
+            command.get_program().to_string_lossy()
+        );
+        let mut script = std::process::Command::new("script");
+        script.args(["-qec", &line, "/dev/null"]);
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                script.env(key, value);
+            }
+        }
+        let output = script.output().unwrap();
+        let screen = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{screen}");
+        assert_eq!(screen.contains("3/3"), wants_bar, "{screen}");
+        assert_eq!(screen.contains("\"progress\""), !wants_bar, "{screen}");
+    }
+}

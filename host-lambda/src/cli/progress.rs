@@ -15,6 +15,9 @@ pub struct Progress {
     /// JSON lines: one each time `done` passes another `step`.
     step: u64,
     next_line: u64,
+    /// The latest `done` and detail, for the closing line.
+    last: Option<(u64, serde_json::Value)>,
+    printed: u64,
 }
 
 impl Progress {
@@ -39,6 +42,8 @@ impl Progress {
             label,
             step: step.max(1),
             next_line: step.max(1),
+            last: None,
+            printed: 0,
         }
     }
 
@@ -51,19 +56,30 @@ impl Progress {
                 bar.set_prefix(compact(detail));
             }
             None if done >= self.next_line => {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({"progress": {"command": self.label, "done": done, "detail": detail}})
-                );
+                self.line(done, detail);
                 self.next_line = done + self.step;
             }
             None => {}
         }
+        self.last = Some((done, detail.clone()));
     }
 
-    pub fn finish(&self) {
+    fn line(&mut self, done: u64, detail: &serde_json::Value) {
+        eprintln!(
+            "{}",
+            serde_json::json!({"progress": {"command": self.label, "done": done, "detail": detail}})
+        );
+        self.printed = done;
+    }
+
+    /// The bar's last frame, or the closing JSON line (unless the last one said it all).
+    pub fn finish(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish();
+        } else if let Some((done, detail)) = self.last.take()
+            && done != self.printed
+        {
+            self.line(done, &detail);
         }
     }
 }
