@@ -417,7 +417,7 @@ async fn dual_write_mirrors_every_upload_and_stops_and_resumes_with_the_flag() {
 #[tokio::test]
 async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
     let gallery = Gallery::start(
-        "ENABLE_DYNAMODB_DUAL_WRITE=true\nUSE_IMAGE_SERVICE=true\nROLLOUT_PERCENTAGE=100\nIMAGE_SERVICE_TIMEOUT_MS=1000\n",
+        "ENABLE_DYNAMODB_DUAL_WRITE=true\nUSE_IMAGE_SERVICE=true\nROLLOUT_PERCENTAGE=100\nIMAGE_SERVICE_TIMEOUT_MS=1000\nCIRCUIT_BREAKER_COOLDOWN_MS=500\n",
     )
     .await;
     let before = gallery.uploads("bob", 2).await;
@@ -427,7 +427,11 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
     let during = gallery.uploads("bob", 20).await;
     let status = gallery.status().await;
     assert_eq!(status["outboxDepth"], 20);
-    assert_eq!(status["counters"]["mirrors"]["failure"], 20);
+    // …five mirrors fail and open the circuit breaker, the rest skip the mirror (a probe
+    // after each half-second cool-down fails again).
+    let failed = status["counters"]["mirrors"]["failure"].as_u64().unwrap();
+    let skipped = status["counters"]["mirrors"]["skipped"].as_u64().unwrap();
+    assert!(failed >= 5 && failed + skipped == 20, "{status}");
     // …and at 100 % rollout every read still succeeds, from PostgreSQL.
     for id in before.iter().chain(&during) {
         let response = gallery
@@ -451,11 +455,12 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
         .unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 22);
     let status = gallery.status().await;
+    let reads = &status["counters"]["reads"];
     assert!(
-        status["counters"]["reads"]["image_service/error"]
-            .as_u64()
-            .unwrap()
-            > 0
+        reads["image_service/error"].as_u64().unwrap_or(0)
+            + reads["image_service/breaker_open"].as_u64().unwrap_or(0)
+            > 0,
+        "{status}"
     );
 
     // Back up: the drain empties the outbox and verify reports 100 %.
@@ -473,6 +478,8 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
     assert_eq!(drained, 20);
     let report = gallery.verify().await;
     assert_eq!((report.total, report.matched), (22, 22));
+    // Past the breaker's cool-down the next read is its probe.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     // Reads now come from the Image Service.
     let response = gallery
         .client
@@ -499,7 +506,13 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("imgsvc_migration_mirrors_total{outcome=\"failure\"} 20"),
+        metrics.contains(&format!(
+            "imgsvc_migration_mirrors_total{{outcome=\"failure\"}} {failed}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("imgsvc_migration_breaker_opens_total"),
         "{metrics}"
     );
 }
@@ -693,7 +706,27 @@ async fn verify_finds_drift_reconcile_repairs_it_and_reverse_restores_postgresql
     assert!(fields.contains(&"title"), "{fields:?}");
     assert_eq!(report["onlyInImageService"], json!(["STRAY"]));
 
-    assert_eq!(run(&["reconcile"]).status.code(), Some(0));
+    // The title was changed without a new version: no version says which side is right,
+    // so reconcile refuses and writes nothing until told which side wins.
+    let refused = run(&["reconcile"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let refusal = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        refusal.contains("\"conflict\"") && refusal.contains("LEGACY00000002"),
+        "{refusal}"
+    );
+    assert_eq!(
+        target.get("LEGACY00000001").await.unwrap(),
+        None,
+        "a refused run wrote"
+    );
+    let reconciled = run(&["reconcile", "--from", "postgres"]);
+    assert_eq!(
+        reconciled.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&reconciled.stdout)
+    );
     assert_eq!(run(&["verify", "--since", "1d"]).status.code(), Some(0));
     assert_eq!(run(&["verify"]).status.code(), Some(0));
 
@@ -1140,7 +1173,11 @@ async fn measure_gallery_writes_while_dynamodb_hangs() {
             "ENABLE_DYNAMODB_DUAL_WRITE=true\nCIRCUIT_BREAKER_FAILURES=1000\n",
             true,
         ),
-        ("hung, breaker at defaults", "ENABLE_DYNAMODB_DUAL_WRITE=true\n", true),
+        (
+            "hung, breaker at defaults",
+            "ENABLE_DYNAMODB_DUAL_WRITE=true\n",
+            true,
+        ),
     ] {
         let gallery = Gallery::start(flags).await;
         gallery.uploads("mia", 1).await;
@@ -1168,7 +1205,13 @@ async fn long_commands_draw_a_bar_on_a_terminal_and_write_json_lines_otherwise()
     gallery.seed_rows(3).await;
     let data = tempfile::tempdir().unwrap();
     assert_eq!(
-        finished(gallery.migrate(data.path(), &["backfill"]).output().unwrap()).0,
+        finished(
+            gallery
+                .migrate(data.path(), &["backfill"])
+                .output()
+                .unwrap()
+        )
+        .0,
         Some(0)
     );
     // No terminal: progress is JSON lines on stderr.
@@ -1180,7 +1223,10 @@ async fn long_commands_draw_a_bar_on_a_terminal_and_write_json_lines_otherwise()
     let stderr = String::from_utf8_lossy(&piped.stderr);
     let line: Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
     assert_eq!(
-        (line["progress"]["command"].as_str(), line["progress"]["done"].as_u64()),
+        (
+            line["progress"]["command"].as_str(),
+            line["progress"]["done"].as_u64()
+        ),
         (Some("verify"), Some(3)),
         "{stderr}"
     );
