@@ -860,6 +860,56 @@ async fn idempotent_retries_create_one_record(backend: Backend) {
     .await;
 }
 
+/// A request that held its `Idempotency-Key` and died (kill -9) mid-upload leaves the key
+/// reserved and never completed; once its lease has run out, a retry takes the key over.
+async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
+    let server = Server::start(backend).await;
+    let send = |key: &'static str| {
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("ivan"))
+            .header("idempotency-key", key)
+            .multipart(Form::new().part("file", Part::bytes(small_jpeg()).file_name("a.jpg")))
+            .send()
+    };
+    // The fingerprint this upload gets, read from a completed key.
+    assert_eq!(send("probe").await.unwrap().status(), StatusCode::CREATED);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let Some(Reservation::Completed { fingerprint, .. }) = server
+        .state
+        .metadata
+        .find_idempotency("ivan", "probe", now)
+        .await
+        .unwrap()
+    else {
+        panic!("the probe's key was not completed");
+    };
+    // What the crashed request left an hour ago: reserved for 24 h, never completed.
+    let crashed_at = now - 3600;
+    assert_eq!(
+        server
+            .state
+            .metadata
+            .reserve_idempotency("ivan", "crashed", &fingerprint, crashed_at, crashed_at + 86_400)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    let retry = send("crashed").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED, "{:?}", retry.text().await);
+    let replay = send("crashed").await.unwrap();
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let listing: Value = server
+        .get("ivan", "/images?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["items"].as_array().unwrap().len(), 2);
+}
+
 async fn idempotency_records_expire(backend: Backend) {
     let server = Server::start(backend).await;
     let store = &server.state.metadata;
@@ -1282,6 +1332,7 @@ on_both_backends!(
     a_record_write_failure_removes_the_objects,
     idempotent_retries_create_one_record,
     idempotency_records_expire,
+    an_abandoned_idempotency_reservation_is_taken_over,
     two_step_upload_urls_are_signed_bounded_and_single_use,
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
