@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -90,11 +91,50 @@ pub enum Storage {
 
 /// The app on embedded storage under `data_dir`, with URLs under `public_url`.
 pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState> {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let aws = aws_sdk_config(&AwsTimeouts::default()).await;
     state_with(data_dir, public_url, &Storage::Embedded, &aws).await
 }
+
+/// Deadlines of every S3 and DynamoDB call, so a hung store fails requests instead of
+/// holding them forever.
+#[derive(Debug, Clone, Copy)]
+pub struct AwsTimeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// One attempt (a retry starts a new one).
+    pub attempt: Duration,
+    /// The whole call, retries included.
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    /// The `serve` defaults (README "Limits and timeouts").
+    fn default() -> AwsTimeouts {
+        AwsTimeouts {
+            connect: Duration::from_secs(3),
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The AWS SDK settings from the environment (region, credentials, endpoint), with
+/// `timeouts` on every call of every client built from them.
+pub async fn aws_sdk_config(timeouts: &AwsTimeouts) -> aws_config::SdkConfig {
+    let timeout_config = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(timeouts.connect)
+        .operation_attempt_timeout(timeouts.attempt)
+        .operation_timeout(timeouts.operation)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeout_config)
+        .load()
+        .await
+}
+
+/// Upload requests in flight at once (`IMGSVC_MAX_INFLIGHT_UPLOADS`): ~320 MiB of buffered
+/// 10 MiB bodies at most.
+pub const DEFAULT_MAX_INFLIGHT_UPLOADS: usize = 32;
 
 /// The storage-dependent parts of the state.
 struct Adapters {
@@ -175,7 +215,9 @@ pub async fn state_with(
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),
+        uploads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_INFLIGHT_UPLOADS)),
         processor: Arc::new(crate::processor::Processor::Native),
+        limits: crate::api::Limits::default(),
     })
 }
 

@@ -12,7 +12,9 @@ use imgsvc_lambda::api::{AppState, router};
 use imgsvc_lambda::local::Storage;
 use imgsvc_lambda::record::ImageRecord;
 use imgsvc_lambda::store::dynamodb::DynamoMetadataStore;
-use imgsvc_lambda::store::{BlobStore, ListQuery, MetadataStore, Reservation, StoreError};
+use imgsvc_lambda::store::{
+    BlobStore, ListQuery, MetadataStore, Reservation, StoreError, StoredObject,
+};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -727,6 +729,9 @@ impl BlobStore for FailingBlobs {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, StoreError> {
+        self.inner.list(prefix).await
+    }
 }
 
 async fn a_store_failure_mid_upload_leaves_no_object_and_no_record(backend: Backend) {
@@ -891,13 +896,25 @@ async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
         server
             .state
             .metadata
-            .reserve_idempotency("ivan", "crashed", &fingerprint, crashed_at, crashed_at + 86_400)
+            .reserve_idempotency(
+                "ivan",
+                "crashed",
+                &fingerprint,
+                crashed_at,
+                crashed_at + 86_400,
+                crashed_at + 300
+            )
             .await
             .unwrap(),
         Reservation::Reserved
     );
     let retry = send("crashed").await.unwrap();
-    assert_eq!(retry.status(), StatusCode::CREATED, "{:?}", retry.text().await);
+    assert_eq!(
+        retry.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        retry.text().await
+    );
     let replay = send("crashed").await.unwrap();
     assert_eq!(replay.status(), StatusCode::CREATED);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
@@ -915,7 +932,7 @@ async fn idempotency_records_expire(backend: Backend) {
     let store = &server.state.metadata;
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f1", 1000, 2000)
+            .reserve_idempotency("u", "k", "f1", 1000, 2000, 2000)
             .await
             .unwrap(),
         Reservation::Reserved
@@ -923,7 +940,7 @@ async fn idempotency_records_expire(backend: Backend) {
     store.complete_idempotency("u", "k", "{}").await.unwrap();
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f1", 1999, 3000)
+            .reserve_idempotency("u", "k", "f1", 1999, 3000, 3000)
             .await
             .unwrap(),
         Reservation::Completed {
@@ -934,14 +951,14 @@ async fn idempotency_records_expire(backend: Backend) {
     // At expiry the key is free again, for any request.
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f2", 2000, 4000)
+            .reserve_idempotency("u", "k", "f2", 2000, 4000, 4000)
             .await
             .unwrap(),
         Reservation::Reserved
     );
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f2", 2001, 4000)
+            .reserve_idempotency("u", "k", "f2", 2001, 4000, 4000)
             .await
             .unwrap(),
         Reservation::InProgress {
@@ -1175,6 +1192,117 @@ async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend
     assert_eq!(objects.len(), 2);
 }
 
+/// A two-step upload ends: its URL takes one PUT, and once its URL has expired (plus a
+/// grace period) it can't be completed and its original is removed.
+async fn staged_uploads_are_single_use_and_end(backend: Backend) {
+    let server = Server::start(backend).await;
+    let jpeg = small_jpeg();
+    let complete = |id: String| {
+        server
+            .client
+            .post(format!("{}/uploads/{id}/complete", server.url))
+            .bearer_auth(server.token("kim"))
+            .send()
+    };
+    // Minted two hours ago (an upload id is the ULID `POST /uploads` made), its original
+    // PUT before the URL expired, never completed.
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 2 * 3600 * 1000;
+    let stale = ulid::Ulid::from_parts(two_hours_ago, 42).to_string();
+    server
+        .state
+        .blobs
+        .put(
+            &format!("uploads/kim/{stale}"),
+            Bytes::from(jpeg.clone()),
+            "image/jpeg",
+            "no-store",
+        )
+        .await
+        .unwrap();
+    problem(
+        complete(stale).await.unwrap(),
+        StatusCode::GONE,
+        "upload_expired",
+    )
+    .await;
+    assert!(
+        server.objects().await.is_empty(),
+        "{:?}",
+        server.objects().await
+    );
+
+    if let Backend::Embedded = backend {
+        // This server's URLs take one PUT: not a second, not one after `complete`.
+        let upload: Value = server
+            .client
+            .post(format!("{}/uploads", server.url))
+            .bearer_auth(server.token("kim"))
+            .json(&json!({"sizeBytes": jpeg.len(), "contentType": "image/jpeg"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = upload["uploadUrl"].as_str().unwrap().to_owned();
+        let id = upload["uploadId"].as_str().unwrap().to_owned();
+        let put = || {
+            server
+                .client
+                .put(&url)
+                .header("content-type", "image/jpeg")
+                .body(jpeg.clone())
+                .send()
+        };
+        assert!(put().await.unwrap().status().is_success());
+        problem(put().await.unwrap(), StatusCode::CONFLICT, "upload_used").await;
+        assert_eq!(complete(id).await.unwrap().status(), StatusCode::CREATED);
+        problem(put().await.unwrap(), StatusCode::CONFLICT, "upload_used").await;
+        let objects = server.objects().await;
+        assert!(
+            objects.iter().all(|key| !key.starts_with("uploads/")),
+            "{objects:?}"
+        );
+    }
+}
+
+/// A user can't fill the disk with staged originals: past 20 open (staged, not completed)
+/// uploads, `POST /uploads` is refused (429); other users are not affected.
+async fn open_staged_uploads_per_user_are_capped(backend: Backend) {
+    let server = Server::start(backend).await;
+    let create = |user: &'static str| {
+        server
+            .client
+            .post(format!("{}/uploads", server.url))
+            .bearer_auth(server.token(user))
+            .json(&json!({"sizeBytes": 10, "contentType": "image/jpeg"}))
+            .send()
+    };
+    for _ in 0..20 {
+        let upload: Value = create("lena").await.unwrap().json().await.unwrap();
+        let staged = server
+            .client
+            .put(upload["uploadUrl"].as_str().unwrap())
+            .header("content-type", "image/jpeg")
+            .body(vec![7u8; 10])
+            .send()
+            .await
+            .unwrap();
+        assert!(staged.status().is_success(), "{staged:?}");
+    }
+    problem(
+        create("lena").await.unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_uploads",
+    )
+    .await;
+    assert_eq!(create("otto").await.unwrap().status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn service_tokens_act_on_behalf_of_a_user_and_nobody_else_can() {
     let server = Server::start(Backend::Embedded).await;
@@ -1280,9 +1408,10 @@ impl MetadataStore for FailingCreate {
         fingerprint: &str,
         now: i64,
         expires: i64,
+        lease_until: i64,
     ) -> Result<Reservation, StoreError> {
         self.inner
-            .reserve_idempotency(user, key, fingerprint, now, expires)
+            .reserve_idempotency(user, key, fingerprint, now, expires, lease_until)
             .await
     }
     async fn find_idempotency(
@@ -1334,6 +1463,8 @@ on_both_backends!(
     idempotency_records_expire,
     an_abandoned_idempotency_reservation_is_taken_over,
     two_step_upload_urls_are_signed_bounded_and_single_use,
+    staged_uploads_are_single_use_and_end,
+    open_staged_uploads_per_user_are_capped,
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
 );

@@ -43,8 +43,16 @@ fn serve_with_file_limit(limit: u32, env: &[(&str, &std::ffi::OsStr)]) -> Served
 }
 
 /// `command` (the binary, or a wrapper that execs it) given the `serve` arguments.
-fn serve_in(mut command: Command, env: &[(&str, &std::ffi::OsStr)]) -> Served {
-    let data = tempfile::tempdir().unwrap();
+fn serve_in(command: Command, env: &[(&str, &std::ffi::OsStr)]) -> Served {
+    serve_on(tempfile::tempdir().unwrap(), command, env)
+}
+
+/// `serve_in` on an existing data directory.
+fn serve_on(
+    data: tempfile::TempDir,
+    mut command: Command,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Served {
     command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
@@ -336,12 +344,94 @@ async fn a_hung_store_fails_health_and_uploads_in_bounded_time() {
         .post(format!("{}/images", served.url))
         .bearer_auth(served.token("sam"))
         .header("idempotency-key", "hung-1")
-        .multipart(
-            reqwest::multipart::Form::new()
-                .part("file", reqwest::multipart::Part::bytes(photo).file_name("a.jpg")),
-        )
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(photo).file_name("a.jpg"),
+        ))
         .send()
         .await
         .expect("POST /images did not answer with the stores hung");
     assert_eq!(upload.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+}
+
+// --- Bursts (issue 17 item 16): uploads in flight are bounded. ---
+
+#[tokio::test]
+async fn uploads_past_the_in_flight_bound_get_503_before_their_body_is_read() {
+    let served = serve(&[("IMGSVC_MAX_INFLIGHT_UPLOADS", "2".as_ref())]);
+    let token = served.token("sam");
+    // Two uploads in flight, their bodies still arriving.
+    let mut in_flight: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(served.address()).unwrap();
+            stream.write_all(&upload_head(&token, 9 << 20)).unwrap();
+            stream.write_all(&vec![0u8; 1 << 20]).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A third is refused on its head alone: no byte of its body was sent.
+    let mut third = TcpStream::connect(served.address()).unwrap();
+    third.write_all(&upload_head(&token, 9 << 20)).unwrap();
+    let answer = closed_within(&mut third, Duration::from_secs(5))
+        .expect("an upload past the bound waits for its body");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: "),
+        "{answer}"
+    );
+    assert!(answer.contains("\"code\":\"busy\""), "{answer}");
+    // Once those finish (here: their clients give up), uploads are taken again.
+    for stream in &mut in_flight {
+        stream.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    let photo = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/skimage_rocket.jpg"),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let mut status = None;
+    for _ in 0..20 {
+        let response = client
+            .post(format!("{}/images", served.url))
+            .bearer_auth(&token)
+            .multipart(reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(photo.clone()).file_name("a.jpg"),
+            ))
+            .send()
+            .await
+            .unwrap();
+        status = Some(response.status());
+        if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, Some(reqwest::StatusCode::CREATED));
+}
+
+// --- Staged originals are swept (issue 17 item 6). ---
+
+#[test]
+fn expired_staged_originals_are_swept_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let staging = data.path().join("objects/uploads/uma");
+    std::fs::create_dir_all(&staging).unwrap();
+    // An upload minted two hours ago (its id is a ULID) and one minted now.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let stale = staging.join(ulid::Ulid::from_parts(now_ms - 2 * 3600 * 1000, 1).to_string());
+    let fresh = staging.join(ulid::Ulid::from_parts(now_ms, 1).to_string());
+    std::fs::write(&stale, b"stale").unwrap();
+    std::fs::write(&fresh, b"fresh").unwrap();
+    let _served = serve_on(data, Command::new(env!("CARGO_BIN_EXE_imgsvc")), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stale.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!stale.exists(), "an expired staged original was kept");
+    assert!(fresh.exists(), "a live staged original was removed");
 }

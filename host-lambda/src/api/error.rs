@@ -49,6 +49,22 @@ impl ApiError {
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, detail)
     }
+
+    /// A request body that could not be read: 408 when the body deadlines cut it off
+    /// (`edge::BodyTimeout`), else `otherwise`.
+    pub fn from_body_error(
+        error: &(dyn std::error::Error + 'static),
+        otherwise: impl FnOnce() -> ApiError,
+    ) -> ApiError {
+        match crate::edge::BodyTimeout::in_chain(error) {
+            Some(timeout) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                timeout.to_string(),
+            ),
+            None => otherwise(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -1,5 +1,6 @@
 //! Command-line parsing: one subcommand per job.
 
+pub mod limits;
 pub mod migrate;
 pub mod process;
 pub mod sandbox;

@@ -54,6 +54,8 @@ pub struct ServeArgs {
     pub legacy_database_url: Option<String>,
     #[command(flatten)]
     pub sandbox: super::sandbox::SandboxArgs,
+    #[command(flatten)]
+    pub limits: super::limits::LimitsArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -74,15 +76,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
+    let connections = args.limits.connections();
+    let sweep_interval = std::time::Duration::from_secs(args.limits.sweep_interval_seconds);
     let state = app_state(args, &public_url, true).await?;
+    tokio::spawn(sweep(state.clone(), sweep_interval));
     let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%address, "imgsvc listening");
     // The line tests and scripts wait for: the actual address (the port may have been 0).
     println!("listening on http://{address}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")
+    crate::edge::serve(listener, app, connections, shutdown_signal()).await;
+    Ok(())
 }
 
 /// In Lambda: the same router under the Lambda runtime, on S3 + DynamoDB only (a
@@ -111,9 +114,7 @@ pub(super) async fn app_state(
     public_url: &str,
     drain: bool,
 ) -> anyhow::Result<crate::api::AppState> {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let aws = crate::local::aws_sdk_config(&args.limits.aws_timeouts()).await;
     let storage = match (args.s3_bucket, args.dynamodb_table) {
         (Some(bucket), Some(table)) => {
             let cdn_url = match args.cdn_url {
@@ -146,6 +147,10 @@ pub(super) async fn app_state(
     };
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
+    state.limits = args.limits.api();
+    state.uploads = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(args.limits.max_inflight_uploads).unwrap_or(usize::MAX),
+    ));
     state.processor = std::sync::Arc::new(processor);
     if let Some(jwks) = jwks {
         let jwks: jsonwebtoken::jwk::JwkSet =
@@ -172,6 +177,22 @@ pub(super) async fn app_state(
         state.gallery = Some(gallery);
     }
     Ok(state)
+}
+
+/// Remove expired staged originals now and every `interval` (Lambda has no background
+/// time; there an S3 lifecycle rule on `uploads/` does it).
+async fn sweep(state: crate::api::AppState, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match crate::api::uploads::sweep_staging(&state, now).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired staged originals removed"),
+            Err(error) => tracing::warn!(%error, "sweeping staged originals failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
