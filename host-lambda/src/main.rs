@@ -13,5 +13,6 @@ fn main() -> ExitCode {
         cli::Command::Serve(serve) => cli::report(cli::serve::run(serve)),
         cli::Command::Token(token) => cli::report(cli::token::run(&token)),
         cli::Command::Migrate(migrate) => cli::migrate::run(migrate),
+        cli::Command::Sweep(sweep) => cli::report(cli::sweep::run(sweep)),
     }
 }

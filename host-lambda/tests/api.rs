@@ -1303,6 +1303,55 @@ async fn open_staged_uploads_per_user_are_capped(backend: Backend) {
     assert_eq!(create("otto").await.unwrap().status(), StatusCode::CREATED);
 }
 
+/// The sweeps (`serve` at start and periodically, `imgsvc sweep`): image objects no
+/// record names, once past the grace period, and expired staged originals, are removed;
+/// a record's objects never are.
+async fn sweeps_remove_orphans_and_expired_staging_only(backend: Backend) {
+    let server = Server::start(backend).await;
+    assert_eq!(
+        server.upload("wil", small_jpeg(), &[]).await.status(),
+        StatusCode::CREATED
+    );
+    let mut kept = server.objects().await;
+    kept.sort();
+    let orphans = [
+        "images/wil/01ORPHAN0000000000000000AA.webp",
+        "images/wil/thumbnails/01ORPHAN0000000000000000AA.webp",
+    ];
+    // A staged original whose upload was minted an hour ago (its id is that ULID).
+    let minted = (time::OffsetDateTime::now_utc().unix_timestamp() as u64 - 3600) * 1000;
+    let staged = format!("uploads/wil/{}", ulid::Ulid::from_parts(minted, 7));
+    for key in orphans.iter().chain(&[staged.as_str()]) {
+        server
+            .state
+            .blobs
+            .put(key, Bytes::from_static(b"x"), "image/webp", "no-store")
+            .await
+            .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sweep = |at: i64, delete: bool| {
+        imgsvc_lambda::upload::sweep_orphans(&server.state, at, 3600, delete)
+    };
+    // Within the grace period nothing is an orphan yet; a dry run removes nothing.
+    assert!(sweep(now, true).await.unwrap().is_empty());
+    let mut found = sweep(now + 7200, false).await.unwrap();
+    found.sort();
+    assert_eq!(found, orphans);
+    assert_eq!(server.objects().await.len(), kept.len() + 3);
+    assert_eq!(sweep(now + 7200, true).await.unwrap().len(), 2);
+    // The staged original, once its upload expired (15 min + 15 min grace).
+    assert_eq!(
+        imgsvc_lambda::api::uploads::sweep_staging(&server.state, now + 7200)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut left = server.objects().await;
+    left.sort();
+    assert_eq!(left, kept);
+}
+
 #[tokio::test]
 async fn service_tokens_act_on_behalf_of_a_user_and_nobody_else_can() {
     let server = Server::start(Backend::Embedded).await;
@@ -1465,6 +1514,7 @@ on_both_backends!(
     two_step_upload_urls_are_signed_bounded_and_single_use,
     staged_uploads_are_single_use_and_end,
     open_staged_uploads_per_user_are_capped,
+    sweeps_remove_orphans_and_expired_staging_only,
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
 );

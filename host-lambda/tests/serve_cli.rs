@@ -435,3 +435,69 @@ fn expired_staged_originals_are_swept_at_start() {
     assert!(!stale.exists(), "an expired staged original was kept");
     assert!(fresh.exists(), "a live staged original was removed");
 }
+
+// --- Orphan objects are swept (issue 17 item 5). ---
+
+/// Backdate a file's modification time by `age`.
+fn age_file(path: &std::path::Path, age: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn objects_without_a_record_are_swept_at_start() {
+    let mut served = serve(&[]);
+    let photo = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/skimage_rocket.jpg"),
+    )
+    .unwrap();
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/images", served.url))
+        .bearer_auth(served.token("vera"))
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(photo).file_name("a.jpg"),
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Stop it (as kill -9 would) and keep its data directory.
+    let data = std::mem::replace(&mut served._data, tempfile::tempdir().unwrap());
+    drop(served);
+    let objects = data.path().join("objects");
+    let live = [
+        objects.join(created["s3Key"].as_str().unwrap()),
+        objects.join(created["thumbnailKey"].as_str().unwrap()),
+    ];
+    // What a killed upload leaves: both objects, no record. One two hours old, one just
+    // written (its record may still be on its way).
+    let orphans = [
+        objects.join("images/vera/01ORPHAN0000000000000000AA.webp"),
+        objects.join("images/vera/thumbnails/01ORPHAN0000000000000000AA.webp"),
+    ];
+    let recent = objects.join("images/vera/01RECENT0000000000000000AA.webp");
+    for path in orphans.iter().chain([&recent]) {
+        std::fs::write(path, b"webp").unwrap();
+    }
+    for path in orphans.iter().chain(&live) {
+        age_file(path, Duration::from_secs(2 * 3600));
+    }
+    let _served = serve_on(data, Command::new(env!("CARGO_BIN_EXE_imgsvc")), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while orphans.iter().any(|p| p.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for path in &orphans {
+        assert!(!path.exists(), "orphan {} was kept", path.display());
+    }
+    for path in live.iter().chain([&recent]) {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+}

@@ -74,6 +74,8 @@ pub struct Limits {
     pub upload_grace: std::time::Duration,
     /// Staged (not completed, not expired) two-step uploads a user may have open.
     pub max_open_uploads: usize,
+    /// How old an image object with no record must be before the sweep removes it.
+    pub orphan_grace: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +86,7 @@ impl Default for Limits {
             idempotency_lease: std::time::Duration::from_secs(300),
             upload_grace: std::time::Duration::from_secs(15 * 60),
             max_open_uploads: 20,
+            orphan_grace: std::time::Duration::from_secs(3600),
         }
     }
 }

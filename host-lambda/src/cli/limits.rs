@@ -58,7 +58,13 @@ pub struct LimitsArgs {
     #[arg(long, env = "IMGSVC_MAX_OPEN_UPLOADS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_open_uploads: u64,
-    /// Seconds between sweeps of expired staged originals (one also runs at start).
+    /// Seconds an image object with no record must have existed before a sweep removes
+    /// it (an upload writes its record after its objects, within the store timeouts).
+    #[arg(long, env = "IMGSVC_ORPHAN_GRACE_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(300..))]
+    pub orphan_grace_seconds: u64,
+    /// Seconds between sweeps of expired staged originals and, on embedded storage,
+    /// orphaned image objects (one also runs at start).
     #[arg(long, env = "IMGSVC_SWEEP_INTERVAL_SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_interval_seconds: u64,
@@ -94,6 +100,7 @@ impl LimitsArgs {
             idempotency_lease: Duration::from_secs(self.idempotency_lease_seconds),
             upload_grace: Duration::from_secs(self.upload_grace_seconds),
             max_open_uploads: usize::try_from(self.max_open_uploads).unwrap_or(usize::MAX),
+            orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod process;
 pub mod sandbox;
 pub mod serve;
+pub mod sweep;
 pub mod token;
 
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// The migration from the legacy gallery: drain the outbox, verify.
     Migrate(migrate::MigrateArgs),
+    /// Remove expired staged originals and image objects no record names (what a killed
+    /// upload leaves), on `serve`'s settings; `--dry-run` only reports.
+    Sweep(sweep::SweepArgs),
     /// Print a development token for the local server.
     Token(token::TokenArgs),
 }

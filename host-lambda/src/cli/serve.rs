@@ -78,8 +78,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{address}"));
     let connections = args.limits.connections();
     let sweep_interval = std::time::Duration::from_secs(args.limits.sweep_interval_seconds);
+    // Orphans on S3 are the operator's (`imgsvc sweep`): every instance listing the
+    // bucket would be costly, and Lambda has no background time anyway.
+    let sweep_orphans = args.s3_bucket.is_none();
     let state = app_state(args, &public_url, true).await?;
-    tokio::spawn(sweep(state.clone(), sweep_interval));
+    tokio::spawn(sweep(state.clone(), sweep_interval, sweep_orphans));
     let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%address, "imgsvc listening");
     // The line tests and scripts wait for: the actual address (the port may have been 0).
@@ -179,20 +182,50 @@ pub(super) async fn app_state(
     Ok(state)
 }
 
-/// Remove expired staged originals now and every `interval` (Lambda has no background
-/// time; there an S3 lifecycle rule on `uploads/` does it).
-async fn sweep(state: crate::api::AppState, interval: std::time::Duration) {
+/// Remove expired staged originals and (`orphans`) image objects no record names, now and
+/// every `interval` (Lambda has no background time; there an S3 lifecycle rule on
+/// `uploads/` removes staged originals, and `imgsvc sweep` orphans).
+async fn sweep(state: crate::api::AppState, interval: std::time::Duration, orphans: bool) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        match crate::api::uploads::sweep_staging(&state, now).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "expired staged originals removed"),
-            Err(error) => tracing::warn!(%error, "sweeping staged originals failed"),
+        if let Err(error) = sweep_once(&state, orphans, true).await {
+            tracing::warn!(error = %format!("{error:#}"), "sweep failed");
         }
     }
+}
+
+/// One sweep: expired staged originals, then (`orphans`) orphaned image objects; removes
+/// them when `delete`, else only reports. How many of each.
+pub(super) async fn sweep_once(
+    state: &crate::api::AppState,
+    orphans: bool,
+    delete: bool,
+) -> anyhow::Result<(usize, usize)> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let staged = if delete {
+        crate::api::uploads::sweep_staging(state, now)
+            .await
+            .context("sweeping staged originals")?
+    } else {
+        0
+    };
+    let mut orphaned = 0;
+    if orphans {
+        let grace = i64::try_from(state.limits.orphan_grace.as_secs()).unwrap_or(i64::MAX);
+        let keys = crate::upload::sweep_orphans(state, now, grace, delete)
+            .await
+            .context("sweeping orphaned objects")?;
+        for key in &keys {
+            tracing::info!(key = %key, removed = delete, "orphaned object");
+        }
+        orphaned = keys.len();
+    }
+    if staged + orphaned > 0 {
+        tracing::info!(staged, orphaned, removed = delete, "swept");
+    }
+    Ok((staged, orphaned))
 }
 
 async fn shutdown_signal() {
@@ -216,7 +249,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+pub(super) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
