@@ -250,6 +250,20 @@ pub async fn gallery(
     }))
 }
 
+/// `database_url` with a server-side `statement_timeout` (sent as a startup option), so a
+/// runaway or blocked statement fails instead of holding a request or the drain forever.
+/// A URL that already sets one is left as it is.
+pub fn with_statement_timeout(database_url: &str, timeout: Duration) -> String {
+    if database_url.contains("statement_timeout") {
+        return database_url.to_owned();
+    }
+    let separator = if database_url.contains('?') { '&' } else { '?' };
+    format!(
+        "{database_url}{separator}options[statement_timeout]={}",
+        timeout.as_millis()
+    )
+}
+
 /// The migration flags: `IMGSVC_FLAGS_FILE` (re-read when it changes) if set, else the
 /// process environment. Invalid values refuse to start.
 pub fn flag_source() -> anyhow::Result<Arc<dyn crate::migrate::flags::FlagSource>> {
@@ -259,5 +273,48 @@ pub fn flag_source() -> anyhow::Result<Arc<dyn crate::migrate::flags::FlagSource
             FileFlags::open(PathBuf::from(path)).map_err(anyhow::Error::msg)?,
         )),
         None => Ok(Arc::new(StaticFlags::from_env()?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_is_added_to_the_database_url_unless_set() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            with_statement_timeout("postgres://db/app", second),
+            "postgres://db/app?options[statement_timeout]=1000"
+        );
+        assert_eq!(
+            with_statement_timeout("postgres://db/app?sslmode=require", second),
+            "postgres://db/app?sslmode=require&options[statement_timeout]=1000"
+        );
+        let explicit = "postgres://db/app?options[statement_timeout]=5";
+        assert_eq!(with_statement_timeout(explicit, second), explicit);
+    }
+
+    /// The real server applies it (IMGSVC_TEST_DATABASE_URL, as the migration tests).
+    #[tokio::test]
+    async fn postgres_connections_get_the_statement_timeout() {
+        let url = std::env::var("IMGSVC_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let url = with_statement_timeout(&url, Duration::from_millis(1500));
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .expect("PostgreSQL not reachable (scripts/test starts it)");
+        let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(shown, "1500ms");
+        let slow = sqlx::query("SELECT pg_sleep(3)").execute(&pool).await;
+        assert!(slow.is_err(), "a 3 s statement outlived a 1.5 s timeout");
     }
 }

@@ -38,6 +38,11 @@ pub struct LimitsArgs {
     #[arg(long, env = "IMGSVC_AWS_OPERATION_TIMEOUT_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub aws_operation_timeout_ms: u64,
+    /// Milliseconds a statement on the legacy PostgreSQL may run (its `statement_timeout`,
+    /// unless the database URL sets one).
+    #[arg(long, env = "IMGSVC_PG_STATEMENT_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pg_statement_timeout_ms: u64,
     /// Milliseconds `/health` waits for each store before reporting it `timeout` (503).
     #[arg(long, env = "IMGSVC_HEALTH_TIMEOUT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(1..))]

@@ -137,6 +137,8 @@ pub(super) async fn app_state(
         _ => crate::local::Storage::Embedded,
     };
     let legacy_database_url = args.legacy_database_url.clone();
+    let pg_statement_timeout =
+        std::time::Duration::from_millis(args.limits.pg_statement_timeout_ms);
     // Before the stores: an unusable sandbox setting refuses to start without side effects.
     let processor = crate::processor::Processor::from_config(&args.sandbox.config())
         .context("the sandbox settings")?;
@@ -167,6 +169,7 @@ pub(super) async fn app_state(
         state.auth = std::sync::Arc::new(auth);
     }
     if let Some(url) = legacy_database_url {
+        let url = crate::local::with_statement_timeout(&url, pg_statement_timeout);
         let gallery = crate::local::gallery(&state, &url, crate::local::flag_source()?).await?;
         if drain {
             // The outbox drain: retries what the immediate mirror missed, with backoff.
