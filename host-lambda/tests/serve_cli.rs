@@ -501,3 +501,62 @@ async fn objects_without_a_record_are_swept_at_start() {
         assert!(path.exists(), "{} was removed", path.display());
     }
 }
+
+/// A fresh database on the test PostgreSQL (as tests/migration.rs makes them).
+async fn fresh_database() -> String {
+    let admin = std::env::var("IMGSVC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!(
+        "imgsvc_test_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let pool = sqlx::PgPool::connect(&admin).await.expect(
+        "PostgreSQL not reachable: scripts/test starts it (or set IMGSVC_TEST_DATABASE_URL)",
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+#[tokio::test]
+async fn migrate_verify_fails_in_bounded_time_on_a_hung_dynamodb() {
+    let hole = black_hole();
+    let database = fresh_database().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+        .args(["migrate", "--data-dir"])
+        .arg(data.path())
+        .arg("verify")
+        .env("IMGSVC_LEGACY_DATABASE_URL", &database)
+        .env("IMGSVC_S3_BUCKET", "bucket")
+        .env("IMGSVC_DYNAMODB_TABLE", "table")
+        .env("AWS_ENDPOINT_URL", &hole)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("IMGSVC_AWS_ATTEMPT_TIMEOUT_MS", "500")
+        .env("IMGSVC_AWS_OPERATION_TIMEOUT_MS", "1500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = status.expect("migrate verify still running after 20 s on a hung DynamoDB");
+    // 2: could not run.
+    assert_eq!(status.code(), Some(2));
+}
