@@ -27,18 +27,21 @@ pub struct UploadFields {
 /// may legitimately use up to the policy's allocation cap).
 pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiError> {
     let policy = state.policy;
-    let permit = state
-        .processing
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            )
-        })?;
+    // Bounded: an upload that can't get a slot in time is refused (and can be retried)
+    // rather than outliving its idempotency lease.
+    let permit = tokio::time::timeout(
+        state.limits.processing_queue_timeout,
+        state.processing.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::busy("every processing slot stayed busy; retry shortly"))?
+    .map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        )
+    })?;
     let observe = state.observe.clone();
     let processor = state.processor.clone();
     observe.upload_bytes.inc_by(bytes.len() as u64);

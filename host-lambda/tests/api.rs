@@ -927,6 +927,42 @@ async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
     assert_eq!(listing["items"].as_array().unwrap().len(), 2);
 }
 
+/// An upload waits for a processing slot only so long (then 503 `busy`, its key freed), so
+/// every upload ends well inside the idempotency lease.
+#[tokio::test]
+async fn an_upload_waits_for_a_processing_slot_only_so_long() {
+    let server = Server::start_with(Backend::Embedded, |mut state| {
+        state.limits.processing_queue_timeout = std::time::Duration::from_millis(300);
+        state
+    })
+    .await;
+    let all = server.state.processing.available_permits() as u32;
+    let held = server
+        .state
+        .processing
+        .clone()
+        .acquire_many_owned(all)
+        .await
+        .unwrap();
+    let send = || {
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("quinn"))
+            .header("idempotency-key", "queued")
+            .timeout(std::time::Duration::from_secs(10))
+            .multipart(Form::new().part("file", Part::bytes(small_jpeg()).file_name("a.jpg")))
+            .send()
+    };
+    let refused = send()
+        .await
+        .expect("the upload waited for a slot with no end");
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+    drop(held);
+    assert_eq!(send().await.unwrap().status(), StatusCode::CREATED);
+}
+
 async fn idempotency_records_expire(backend: Backend) {
     let server = Server::start(backend).await;
     let store = &server.state.metadata;

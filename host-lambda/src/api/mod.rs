@@ -76,6 +76,10 @@ pub struct Limits {
     pub max_open_uploads: usize,
     /// How old an image object with no record must be before the sweep removes it.
     pub orphan_grace: std::time::Duration,
+    /// How long an upload waits for a processing slot before it is refused (503 `busy`):
+    /// with the store timeouts this bounds an upload, which the idempotency lease must
+    /// outlast.
+    pub processing_queue_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -87,6 +91,7 @@ impl Default for Limits {
             upload_grace: std::time::Duration::from_secs(15 * 60),
             max_open_uploads: 20,
             orphan_grace: std::time::Duration::from_secs(3600),
+            processing_queue_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -169,17 +174,7 @@ async fn admit_upload(
         return next.run(request).await;
     }
     let Ok(_admitted) = state.uploads.clone().try_acquire_owned() else {
-        let mut response = ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "too many uploads in progress; retry shortly",
-        )
-        .into_response();
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
-        return response;
+        return ApiError::busy("too many uploads in progress; retry shortly").into_response();
     };
     next.run(request).await
 }

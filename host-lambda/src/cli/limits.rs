@@ -73,6 +73,11 @@ pub struct LimitsArgs {
     #[arg(long, env = "IMGSVC_SWEEP_INTERVAL_SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_interval_seconds: u64,
+    /// Milliseconds an upload waits for a processing slot before it is refused (503
+    /// `busy`); keeps every upload shorter than the idempotency lease.
+    #[arg(long, env = "IMGSVC_PROCESSING_QUEUE_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub processing_queue_timeout_ms: u64,
     /// Seconds an upload holds its Idempotency-Key before a retry may take it over (the
     /// holder having died); longer than any upload can take.
     #[arg(long, env = "IMGSVC_IDEMPOTENCY_LEASE_SECONDS", default_value_t = 300,
@@ -106,6 +111,7 @@ impl LimitsArgs {
             upload_grace: Duration::from_secs(self.upload_grace_seconds),
             max_open_uploads: usize::try_from(self.max_open_uploads).unwrap_or(usize::MAX),
             orphan_grace: Duration::from_secs(self.orphan_grace_seconds),
+            processing_queue_timeout: Duration::from_millis(self.processing_queue_timeout_ms),
         }
     }
 }
