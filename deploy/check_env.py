@@ -49,6 +49,25 @@ UNSET = {
     "IMGSVC_SANDBOX_MEMORY_MB": "only with IMGSVC_SANDBOX=wasm",
     "CIRCUIT_BREAKER_FAILURES": "migration flag with a fitting default (5); tune it with deploy/set-flags.sh",
     "CIRCUIT_BREAKER_COOLDOWN_MS": "migration flag with a fitting default (30 s); tune it with deploy/set-flags.sh",
+    # The local server's connection edge and sweeps (cli/limits.rs): in Lambda, API Gateway
+    # holds the connections and bodies, and a function has no background time.
+    "IMGSVC_HEADER_TIMEOUT_MS": "local server's connections only (API Gateway's in Lambda)",
+    "IMGSVC_BODY_IDLE_TIMEOUT_MS": "local server's connections only (API Gateway's in Lambda)",
+    "IMGSVC_BODY_TIMEOUT_MS": "local server's connections only (API Gateway's in Lambda)",
+    "IMGSVC_MAX_CONNECTIONS": "local server's connections only (API Gateway's in Lambda)",
+    "IMGSVC_SWEEP_INTERVAL_SECONDS": "the local server's background sweep; Lambda has none",
+    "IMGSVC_ORPHAN_GRACE_SECONDS": "the sweep's (serve on embedded storage, imgsvc sweep); default 1 h",
+    "IMGSVC_PG_STATEMENT_TIMEOUT_MS": "default 30 s applies (gallery function)",
+    # Limits whose defaults suit a function (one request per instance at a time).
+    "IMGSVC_MAX_INFLIGHT_UPLOADS": "default applies (a function takes one request at a time)",
+    "IMGSVC_PROCESSING_QUEUE_TIMEOUT_MS": "default applies (a function takes one request at a time)",
+    "IMGSVC_AWS_CONNECT_TIMEOUT_MS": "default 3 s applies",
+    "IMGSVC_AWS_ATTEMPT_TIMEOUT_MS": "default 10 s applies",
+    "IMGSVC_AWS_OPERATION_TIMEOUT_MS": "default 30 s applies",
+    "IMGSVC_HEALTH_TIMEOUT_MS": "default 2 s applies",
+    "IMGSVC_IDEMPOTENCY_LEASE_SECONDS": "default 300 s applies",
+    "IMGSVC_UPLOAD_GRACE_SECONDS": "default 15 min applies",
+    "IMGSVC_MAX_OPEN_UPLOADS": "default 20 applies",
 }
 
 # Set by the template although no `env::var` names them: read through a library.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod edge;
 pub mod lambda;
 pub mod local;
 pub mod migrate;

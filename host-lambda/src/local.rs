@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -90,11 +91,50 @@ pub enum Storage {
 
 /// The app on embedded storage under `data_dir`, with URLs under `public_url`.
 pub async fn state(data_dir: &Path, public_url: &str) -> anyhow::Result<AppState> {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let aws = aws_sdk_config(&AwsTimeouts::default()).await;
     state_with(data_dir, public_url, &Storage::Embedded, &aws).await
 }
+
+/// Deadlines of every S3 and DynamoDB call, so a hung store fails requests instead of
+/// holding them forever.
+#[derive(Debug, Clone, Copy)]
+pub struct AwsTimeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// One attempt (a retry starts a new one).
+    pub attempt: Duration,
+    /// The whole call, retries included.
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    /// The `serve` defaults (README "Limits and timeouts").
+    fn default() -> AwsTimeouts {
+        AwsTimeouts {
+            connect: Duration::from_secs(3),
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The AWS SDK settings from the environment (region, credentials, endpoint), with
+/// `timeouts` on every call of every client built from them.
+pub async fn aws_sdk_config(timeouts: &AwsTimeouts) -> aws_config::SdkConfig {
+    let timeout_config = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(timeouts.connect)
+        .operation_attempt_timeout(timeouts.attempt)
+        .operation_timeout(timeouts.operation)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeout_config)
+        .load()
+        .await
+}
+
+/// Upload requests in flight at once (`IMGSVC_MAX_INFLIGHT_UPLOADS`): ~320 MiB of buffered
+/// 10 MiB bodies at most.
+pub const DEFAULT_MAX_INFLIGHT_UPLOADS: usize = 32;
 
 /// The storage-dependent parts of the state.
 struct Adapters {
@@ -175,7 +215,9 @@ pub async fn state_with(
         processing: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),
+        uploads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_INFLIGHT_UPLOADS)),
         processor: Arc::new(crate::processor::Processor::Native),
+        limits: crate::api::Limits::default(),
     })
 }
 
@@ -209,6 +251,20 @@ pub async fn gallery(
     }))
 }
 
+/// `database_url` with a server-side `statement_timeout` (sent as a startup option), so a
+/// runaway or blocked statement fails instead of holding a request or the drain forever.
+/// A URL that already sets one is left as it is.
+pub fn with_statement_timeout(database_url: &str, timeout: Duration) -> String {
+    if database_url.contains("statement_timeout") {
+        return database_url.to_owned();
+    }
+    let separator = if database_url.contains('?') { '&' } else { '?' };
+    format!(
+        "{database_url}{separator}options[statement_timeout]={}",
+        timeout.as_millis()
+    )
+}
+
 /// The migration flags: `IMGSVC_FLAGS_FILE` (re-read when it changes) if set, else the
 /// process environment. Invalid values refuse to start.
 pub fn flag_source() -> anyhow::Result<Arc<dyn crate::migrate::flags::FlagSource>> {
@@ -218,5 +274,48 @@ pub fn flag_source() -> anyhow::Result<Arc<dyn crate::migrate::flags::FlagSource
             FileFlags::open(PathBuf::from(path)).map_err(anyhow::Error::msg)?,
         )),
         None => Ok(Arc::new(StaticFlags::from_env()?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_is_added_to_the_database_url_unless_set() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            with_statement_timeout("postgres://db/app", second),
+            "postgres://db/app?options[statement_timeout]=1000"
+        );
+        assert_eq!(
+            with_statement_timeout("postgres://db/app?sslmode=require", second),
+            "postgres://db/app?sslmode=require&options[statement_timeout]=1000"
+        );
+        let explicit = "postgres://db/app?options[statement_timeout]=5";
+        assert_eq!(with_statement_timeout(explicit, second), explicit);
+    }
+
+    /// The real server applies it (IMGSVC_TEST_DATABASE_URL, as the migration tests).
+    #[tokio::test]
+    async fn postgres_connections_get_the_statement_timeout() {
+        let url = std::env::var("IMGSVC_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let url = with_statement_timeout(&url, Duration::from_millis(1500));
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .expect("PostgreSQL not reachable (scripts/test starts it)");
+        let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(shown, "1500ms");
+        let slow = sqlx::query("SELECT pg_sleep(3)").execute(&pool).await;
+        assert!(slow.is_err(), "a 3 s statement outlived a 1.5 s timeout");
     }
 }

@@ -14,5 +14,6 @@ fn main() -> ExitCode {
         cli::Command::Token(token) => cli::report(cli::token::run(&token)),
         cli::Command::Migrate(migrate) => cli::migrate::run(migrate),
         cli::Command::Aws(aws) => cli::report(cli::aws::run(aws)),
+        cli::Command::Sweep(sweep) => cli::report(cli::sweep::run(sweep)),
     }
 }

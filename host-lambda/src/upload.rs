@@ -27,18 +27,21 @@ pub struct UploadFields {
 /// may legitimately use up to the policy's allocation cap).
 pub async fn process(state: &AppState, bytes: Bytes) -> Result<Processed, ApiError> {
     let policy = state.policy;
-    let permit = state
-        .processing
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            )
-        })?;
+    // Bounded: an upload that can't get a slot in time is refused (and can be retried)
+    // rather than outliving its idempotency lease.
+    let permit = tokio::time::timeout(
+        state.limits.processing_queue_timeout,
+        state.processing.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::busy("every processing slot stayed busy; retry shortly"))?
+    .map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        )
+    })?;
     let observe = state.observe.clone();
     let processor = state.processor.clone();
     observe.upload_bytes.inc_by(bytes.len() as u64);
@@ -235,4 +238,50 @@ pub async fn remove_objects(state: &AppState, record: &ImageRecord) -> Vec<Strin
         }
     }
     left
+}
+
+/// Remove the image objects no record names: what a process killed between writing an
+/// upload's objects and its record leaves behind. Only objects written more than `grace`
+/// seconds before `now` are considered — an upload writes its record within the store
+/// timeouts after its objects, so a younger object may be one whose record is on its way —
+/// and an object is kept while any record with its image id exists, in the metadata store
+/// or (when configured) the legacy gallery, whose uploads share the keys. `delete: false`
+/// only reports. The keys removed (or that would be).
+pub async fn sweep_orphans(
+    state: &AppState,
+    now: i64,
+    grace: i64,
+    delete: bool,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let mut orphans = Vec::new();
+    for object in state.blobs.list("images/").await? {
+        if object.modified.saturating_add(grace) >= now {
+            continue;
+        }
+        // Keys this service never writes are not its to remove.
+        let Some(image_id) = image_id_of(&object.key) else {
+            continue;
+        };
+        if state.metadata.get(image_id).await?.is_some() {
+            continue;
+        }
+        if let Some(gallery) = &state.gallery
+            && gallery.legacy.get(image_id).await?.is_some()
+        {
+            continue;
+        }
+        if delete {
+            state.blobs.delete(&object.key).await?;
+        }
+        orphans.push(object.key);
+    }
+    Ok(orphans)
+}
+
+/// The image id in a key `record::display_key` or `record::thumbnail_key` makes.
+fn image_id_of(key: &str) -> Option<&str> {
+    let (_user, file) = key.strip_prefix("images/")?.split_once('/')?;
+    let file = file.strip_prefix("thumbnails/").unwrap_or(file);
+    let id = file.strip_suffix(".webp")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }

@@ -13,7 +13,7 @@ use imgsvc_lambda::local::Storage;
 use imgsvc_lambda::record::ImageRecord;
 use imgsvc_lambda::store::dynamodb::DynamoMetadataStore;
 use imgsvc_lambda::store::{
-    BlobStore, ListQuery, MetadataStore, Reservation, StoreError, Tombstone,
+    BlobStore, ListQuery, MetadataStore, Reservation, StoreError, StoredObject, Tombstone,
 };
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -733,6 +733,9 @@ impl BlobStore for FailingBlobs {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, StoreError> {
+        self.inner.list(prefix).await
+    }
 }
 
 async fn a_cleanup_that_fails_reports_the_objects_it_left(backend: Backend) {
@@ -903,12 +906,110 @@ async fn idempotent_retries_create_one_record(backend: Backend) {
     .await;
 }
 
+/// A request that held its `Idempotency-Key` and died (kill -9) mid-upload leaves the key
+/// reserved and never completed; once its lease has run out, a retry takes the key over.
+async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
+    let server = Server::start(backend).await;
+    let send = |key: &'static str| {
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("ivan"))
+            .header("idempotency-key", key)
+            .multipart(Form::new().part("file", Part::bytes(small_jpeg()).file_name("a.jpg")))
+            .send()
+    };
+    // The fingerprint this upload gets, read from a completed key.
+    assert_eq!(send("probe").await.unwrap().status(), StatusCode::CREATED);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let Some(Reservation::Completed { fingerprint, .. }) = server
+        .state
+        .metadata
+        .find_idempotency("ivan", "probe", now)
+        .await
+        .unwrap()
+    else {
+        panic!("the probe's key was not completed");
+    };
+    // What the crashed request left an hour ago: reserved for 24 h, never completed.
+    let crashed_at = now - 3600;
+    assert_eq!(
+        server
+            .state
+            .metadata
+            .reserve_idempotency(
+                "ivan",
+                "crashed",
+                &fingerprint,
+                crashed_at,
+                crashed_at + 86_400,
+                crashed_at + 300
+            )
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    let retry = send("crashed").await.unwrap();
+    assert_eq!(
+        retry.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        retry.text().await
+    );
+    let replay = send("crashed").await.unwrap();
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let listing: Value = server
+        .get("ivan", "/images?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["items"].as_array().unwrap().len(), 2);
+}
+
+/// An upload waits for a processing slot only so long (then 503 `busy`, its key freed), so
+/// every upload ends well inside the idempotency lease.
+#[tokio::test]
+async fn an_upload_waits_for_a_processing_slot_only_so_long() {
+    let server = Server::start_with(Backend::Embedded, |mut state| {
+        state.limits.processing_queue_timeout = std::time::Duration::from_millis(300);
+        state
+    })
+    .await;
+    let all = server.state.processing.available_permits() as u32;
+    let held = server
+        .state
+        .processing
+        .clone()
+        .acquire_many_owned(all)
+        .await
+        .unwrap();
+    let send = || {
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("quinn"))
+            .header("idempotency-key", "queued")
+            .timeout(std::time::Duration::from_secs(10))
+            .multipart(Form::new().part("file", Part::bytes(small_jpeg()).file_name("a.jpg")))
+            .send()
+    };
+    let refused = send()
+        .await
+        .expect("the upload waited for a slot with no end");
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+    drop(held);
+    assert_eq!(send().await.unwrap().status(), StatusCode::CREATED);
+}
+
 async fn idempotency_records_expire(backend: Backend) {
     let server = Server::start(backend).await;
     let store = &server.state.metadata;
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f1", 1000, 2000)
+            .reserve_idempotency("u", "k", "f1", 1000, 2000, 2000)
             .await
             .unwrap(),
         Reservation::Reserved
@@ -916,7 +1017,7 @@ async fn idempotency_records_expire(backend: Backend) {
     store.complete_idempotency("u", "k", "{}").await.unwrap();
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f1", 1999, 3000)
+            .reserve_idempotency("u", "k", "f1", 1999, 3000, 3000)
             .await
             .unwrap(),
         Reservation::Completed {
@@ -927,14 +1028,14 @@ async fn idempotency_records_expire(backend: Backend) {
     // At expiry the key is free again, for any request.
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f2", 2000, 4000)
+            .reserve_idempotency("u", "k", "f2", 2000, 4000, 4000)
             .await
             .unwrap(),
         Reservation::Reserved
     );
     assert_eq!(
         store
-            .reserve_idempotency("u", "k", "f2", 2001, 4000)
+            .reserve_idempotency("u", "k", "f2", 2001, 4000, 4000)
             .await
             .unwrap(),
         Reservation::InProgress {
@@ -1168,6 +1269,166 @@ async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend
     assert_eq!(objects.len(), 2);
 }
 
+/// A two-step upload ends: its URL takes one PUT, and once its URL has expired (plus a
+/// grace period) it can't be completed and its original is removed.
+async fn staged_uploads_are_single_use_and_end(backend: Backend) {
+    let server = Server::start(backend).await;
+    let jpeg = small_jpeg();
+    let complete = |id: String| {
+        server
+            .client
+            .post(format!("{}/uploads/{id}/complete", server.url))
+            .bearer_auth(server.token("kim"))
+            .send()
+    };
+    // Minted two hours ago (an upload id is the ULID `POST /uploads` made), its original
+    // PUT before the URL expired, never completed.
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 2 * 3600 * 1000;
+    let stale = ulid::Ulid::from_parts(two_hours_ago, 42).to_string();
+    server
+        .state
+        .blobs
+        .put(
+            &format!("uploads/kim/{stale}"),
+            Bytes::from(jpeg.clone()),
+            "image/jpeg",
+            "no-store",
+        )
+        .await
+        .unwrap();
+    problem(
+        complete(stale).await.unwrap(),
+        StatusCode::GONE,
+        "upload_expired",
+    )
+    .await;
+    assert!(
+        server.objects().await.is_empty(),
+        "{:?}",
+        server.objects().await
+    );
+
+    if let Backend::Embedded = backend {
+        // This server's URLs take one PUT: not a second, not one after `complete`.
+        let upload: Value = server
+            .client
+            .post(format!("{}/uploads", server.url))
+            .bearer_auth(server.token("kim"))
+            .json(&json!({"sizeBytes": jpeg.len(), "contentType": "image/jpeg"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = upload["uploadUrl"].as_str().unwrap().to_owned();
+        let id = upload["uploadId"].as_str().unwrap().to_owned();
+        let put = || {
+            server
+                .client
+                .put(&url)
+                .header("content-type", "image/jpeg")
+                .body(jpeg.clone())
+                .send()
+        };
+        assert!(put().await.unwrap().status().is_success());
+        problem(put().await.unwrap(), StatusCode::CONFLICT, "upload_used").await;
+        assert_eq!(complete(id).await.unwrap().status(), StatusCode::CREATED);
+        problem(put().await.unwrap(), StatusCode::CONFLICT, "upload_used").await;
+        let objects = server.objects().await;
+        assert!(
+            objects.iter().all(|key| !key.starts_with("uploads/")),
+            "{objects:?}"
+        );
+    }
+}
+
+/// A user can't fill the disk with staged originals: past 20 open (staged, not completed)
+/// uploads, `POST /uploads` is refused (429); other users are not affected.
+async fn open_staged_uploads_per_user_are_capped(backend: Backend) {
+    let server = Server::start(backend).await;
+    let create = |user: &'static str| {
+        server
+            .client
+            .post(format!("{}/uploads", server.url))
+            .bearer_auth(server.token(user))
+            .json(&json!({"sizeBytes": 10, "contentType": "image/jpeg"}))
+            .send()
+    };
+    for _ in 0..20 {
+        let upload: Value = create("lena").await.unwrap().json().await.unwrap();
+        let staged = server
+            .client
+            .put(upload["uploadUrl"].as_str().unwrap())
+            .header("content-type", "image/jpeg")
+            .body(vec![7u8; 10])
+            .send()
+            .await
+            .unwrap();
+        assert!(staged.status().is_success(), "{staged:?}");
+    }
+    problem(
+        create("lena").await.unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_uploads",
+    )
+    .await;
+    assert_eq!(create("otto").await.unwrap().status(), StatusCode::CREATED);
+}
+
+/// The sweeps (`serve` at start and periodically, `imgsvc sweep`): image objects no
+/// record names, once past the grace period, and expired staged originals, are removed;
+/// a record's objects never are.
+async fn sweeps_remove_orphans_and_expired_staging_only(backend: Backend) {
+    let server = Server::start(backend).await;
+    assert_eq!(
+        server.upload("wil", small_jpeg(), &[]).await.status(),
+        StatusCode::CREATED
+    );
+    let mut kept = server.objects().await;
+    kept.sort();
+    let orphans = [
+        "images/wil/01ORPHAN0000000000000000AA.webp",
+        "images/wil/thumbnails/01ORPHAN0000000000000000AA.webp",
+    ];
+    // A staged original whose upload was minted an hour ago (its id is that ULID).
+    let minted = (time::OffsetDateTime::now_utc().unix_timestamp() as u64 - 3600) * 1000;
+    let staged = format!("uploads/wil/{}", ulid::Ulid::from_parts(minted, 7));
+    for key in orphans.iter().chain(&[staged.as_str()]) {
+        server
+            .state
+            .blobs
+            .put(key, Bytes::from_static(b"x"), "image/webp", "no-store")
+            .await
+            .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sweep = |at: i64, delete: bool| {
+        imgsvc_lambda::upload::sweep_orphans(&server.state, at, 3600, delete)
+    };
+    // Within the grace period nothing is an orphan yet; a dry run removes nothing.
+    assert!(sweep(now, true).await.unwrap().is_empty());
+    let mut found = sweep(now + 7200, false).await.unwrap();
+    found.sort();
+    assert_eq!(found, orphans);
+    assert_eq!(server.objects().await.len(), kept.len() + 3);
+    assert_eq!(sweep(now + 7200, true).await.unwrap().len(), 2);
+    // The staged original, once its upload expired (15 min + 15 min grace).
+    assert_eq!(
+        imgsvc_lambda::api::uploads::sweep_staging(&server.state, now + 7200)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut left = server.objects().await;
+    left.sort();
+    assert_eq!(left, kept);
+}
+
 #[tokio::test]
 async fn service_tokens_act_on_behalf_of_a_user_and_nobody_else_can() {
     let server = Server::start(Backend::Embedded).await;
@@ -1286,9 +1547,10 @@ impl MetadataStore for FailingCreate {
         fingerprint: &str,
         now: i64,
         expires: i64,
+        lease_until: i64,
     ) -> Result<Reservation, StoreError> {
         self.inner
-            .reserve_idempotency(user, key, fingerprint, now, expires)
+            .reserve_idempotency(user, key, fingerprint, now, expires, lease_until)
             .await
     }
     async fn find_idempotency(
@@ -1339,7 +1601,11 @@ on_both_backends!(
     a_cleanup_that_fails_reports_the_objects_it_left,
     idempotent_retries_create_one_record,
     idempotency_records_expire,
+    an_abandoned_idempotency_reservation_is_taken_over,
     two_step_upload_urls_are_signed_bounded_and_single_use,
+    staged_uploads_are_single_use_and_end,
+    open_staged_uploads_per_user_are_capped,
+    sweeps_remove_orphans_and_expired_staging_only,
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
 );

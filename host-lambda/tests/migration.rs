@@ -973,7 +973,14 @@ async fn a_scan_page_ending_on_an_idempotency_item_does_not_end_the_scan() {
     // Idempotency items first and between the records, so pages of one item end on them.
     for i in 0..3 {
         target
-            .reserve_idempotency("henry", &format!("key-{i}"), "fp", 0, i64::MAX / 2)
+            .reserve_idempotency(
+                "henry",
+                &format!("key-{i}"),
+                "fp",
+                0,
+                i64::MAX / 2,
+                i64::MAX / 2,
+            )
             .await
             .unwrap();
         let row = legacy

@@ -49,6 +49,27 @@ impl ApiError {
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, detail)
     }
+
+    /// 503 `busy`: the server is at a limit; the response says when to retry.
+    pub fn busy(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail)
+    }
+
+    /// A request body that could not be read: 408 when the body deadlines cut it off
+    /// (`edge::BodyTimeout`), else `otherwise`.
+    pub fn from_body_error(
+        error: &(dyn std::error::Error + 'static),
+        otherwise: impl FnOnce() -> ApiError,
+    ) -> ApiError {
+        match crate::edge::BodyTimeout::in_chain(error) {
+            Some(timeout) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                timeout.to_string(),
+            ),
+            None => otherwise(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -71,6 +92,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.code == "busy" {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -23,7 +23,9 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return too_large_body();
     }
-    ApiError::bad_request("invalid_multipart", error.body_text())
+    ApiError::from_body_error(&error, || {
+        ApiError::bad_request("invalid_multipart", error.body_text())
+    })
 }
 
 pub(super) fn too_large_body() -> ApiError {
@@ -75,6 +77,9 @@ pub(super) async fn create_with_idempotency(
             &fingerprint,
             now,
             now + IDEMPOTENCY_TTL_SECONDS,
+            now.saturating_add(
+                i64::try_from(state.limits.idempotency_lease.as_secs()).unwrap_or(i64::MAX),
+            ),
         )
         .await?;
     match reservation {
@@ -492,17 +497,34 @@ pub async fn delete(
 
 /// `GET /health`: the process is up and both stores answer.
 pub async fn health(State(state): State<AppState>) -> Response {
-    let (blobs, metadata) = tokio::join!(state.blobs.ping(), state.metadata.ping());
-    let status = |r: &Result<(), _>| if r.is_ok() { "ok" } else { "unavailable" };
+    let within = state.limits.health_timeout;
+    let (blobs, metadata) = tokio::join!(
+        probe(within, state.blobs.ping()),
+        probe(within, state.metadata.ping())
+    );
+    let healthy = blobs == "ok" && metadata == "ok";
     let body = json!({
-        "status": if blobs.is_ok() && metadata.is_ok() { "ok" } else { "degraded" },
-        "blobStore": status(&blobs),
-        "metadataStore": status(&metadata),
+        "status": if healthy { "ok" } else { "degraded" },
+        "blobStore": blobs,
+        "metadataStore": metadata,
     });
-    let code = if blobs.is_ok() && metadata.is_ok() {
+    let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// A store's health, bounded: a hung store is reported as `timeout` rather than hanging
+/// the probe.
+async fn probe(
+    within: std::time::Duration,
+    ping: impl std::future::Future<Output = Result<(), crate::store::StoreError>>,
+) -> &'static str {
+    match tokio::time::timeout(within, ping).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "unavailable",
+        Err(_) => "timeout",
+    }
 }

@@ -52,8 +52,48 @@ pub struct AppState {
     pub observe: Arc<observe::Observability>,
     /// Image decodes allowed to run at once (see `upload::process`).
     pub processing: Arc<tokio::sync::Semaphore>,
+    /// Upload requests taken at once (their bodies buffered, waiting for or holding a
+    /// `processing` permit); past it, uploads get 503 before their body is read.
+    pub uploads: Arc<tokio::sync::Semaphore>,
     /// Where the core runs: in process, or in the wasmtime sandbox (`IMGSVC_SANDBOX`).
     pub processor: Arc<crate::processor::Processor>,
+    /// Deadlines the handlers apply (README "Limits and timeouts").
+    pub limits: Limits,
+}
+
+/// Deadlines the handlers apply; `serve` sets them from its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long `/health` waits for each store before reporting it `timeout`.
+    pub health_timeout: std::time::Duration,
+    /// How long an upload holds its `Idempotency-Key` before a retry may take the key over
+    /// (its holder presumed dead): longer than any upload may take.
+    pub idempotency_lease: std::time::Duration,
+    /// How long after its URL expired a two-step upload may still be completed; past it
+    /// its staged original is swept.
+    pub upload_grace: std::time::Duration,
+    /// Staged (not completed, not expired) two-step uploads a user may have open.
+    pub max_open_uploads: usize,
+    /// How old an image object with no record must be before the sweep removes it.
+    pub orphan_grace: std::time::Duration,
+    /// How long an upload waits for a processing slot before it is refused (503 `busy`):
+    /// with the store timeouts this bounds an upload, which the idempotency lease must
+    /// outlast.
+    pub processing_queue_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    /// The `serve` defaults.
+    fn default() -> Limits {
+        Limits {
+            health_timeout: std::time::Duration::from_secs(2),
+            idempotency_lease: std::time::Duration::from_secs(300),
+            upload_grace: std::time::Duration::from_secs(15 * 60),
+            max_open_uploads: 20,
+            orphan_grace: std::time::Duration::from_secs(3600),
+            processing_queue_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -102,9 +142,41 @@ pub fn router(state: AppState) -> Router {
         .route("/{file}", get(preview::asset))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            admit_upload,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             observe::observe,
         ))
         .with_state(state)
+}
+
+/// Requests that carry an upload's bytes (or, for `complete`, read them from staging).
+fn is_upload(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    (*method == Method::POST
+        && (path == "/images"
+            || path == "/gallery/images"
+            || (path.starts_with("/uploads/") && path.ends_with("/complete"))))
+        || (*method == Method::PUT && path.starts_with("/staging/"))
+}
+
+/// Take an upload only while fewer than `state.uploads` are in flight; past that, 503
+/// with `Retry-After` before a byte of its body is read, so a burst can't buffer
+/// unbounded memory while uploads wait for a processing slot.
+async fn admit_upload(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !is_upload(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let Ok(_admitted) = state.uploads.clone().try_acquire_owned() else {
+        return ApiError::busy("too many uploads in progress; retry shortly").into_response();
+    };
+    next.run(request).await
 }
 
 /// The API described: `GET /openapi.json`.

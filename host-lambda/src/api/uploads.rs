@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::images::{create_with_idempotency, too_large_body};
 use crate::auth::Caller;
 use crate::record;
-use crate::store::{Reservation, StagedPut, StoreError, UploadStaging};
+use crate::store::{Reservation, StagedPut, StoreError, StoredObject, UploadStaging};
 use crate::upload::UploadFields;
 
 /// How long an upload URL stays valid.
@@ -30,6 +30,66 @@ pub const UPLOAD_URL_SECONDS: i64 = 15 * 60;
 
 fn staged_key(user_id: &str, upload_id: &str) -> String {
     format!("uploads/{user_id}/{upload_id}")
+}
+
+/// When an upload's URL expires (Unix seconds): its id is the ULID `POST /uploads` minted,
+/// so it carries its creation time. `None` for an id this service never minted.
+fn upload_url_expiry(upload_id: &str) -> Option<i64> {
+    let minted = ulid::Ulid::from_string(upload_id).ok()?;
+    let created = i64::try_from(minted.timestamp_ms() / 1000).ok()?;
+    Some(created.saturating_add(UPLOAD_URL_SECONDS))
+}
+
+/// Whether a staged object is past its upload's expiry plus `grace` at `now`: by its
+/// upload id, or (a file that is no upload id, such as a half-written one) by when it
+/// was written.
+fn staged_object_expired(object: &StoredObject, grace: i64, now: i64) -> bool {
+    let name = object.key.rsplit('/').next().unwrap_or_default();
+    let expiry = upload_url_expiry(name)
+        .unwrap_or_else(|| object.modified.saturating_add(UPLOAD_URL_SECONDS));
+    expiry.saturating_add(grace) < now
+}
+
+fn grace_seconds(state: &AppState) -> i64 {
+    i64::try_from(state.limits.upload_grace.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Remove the staged originals whose upload expired (plus the grace period) before `now`:
+/// what the server's sweep runs at start and periodically. How many it removed.
+pub async fn sweep_staging(state: &AppState, now: i64) -> Result<usize, StoreError> {
+    let grace = grace_seconds(state);
+    let mut removed = 0;
+    for object in state.blobs.list("uploads/").await? {
+        if staged_object_expired(&object, grace, now) {
+            state.blobs.delete(&object.key).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Refuse a user's upload when they already have `max_open_uploads` staged originals
+/// that are not completed nor expired (so nobody can fill the disk or bucket with them).
+async fn check_open_uploads(state: &AppState, user_id: &str, now: i64) -> Result<(), ApiError> {
+    let grace = grace_seconds(state);
+    let open = state
+        .blobs
+        .list(&format!("uploads/{user_id}/"))
+        .await?
+        .iter()
+        .filter(|object| !staged_object_expired(object, grace, now))
+        .count();
+    if open >= state.limits.max_open_uploads {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "{open} staged uploads are open; complete them or let them expire first (at most {})",
+                state.limits.max_open_uploads
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Signs and checks the local server's upload URLs: HMAC-SHA256 over everything a
@@ -125,12 +185,14 @@ pub async fn create_upload(
             format!("contentType must be an image/* type, not {content_type:?}"),
         ));
     }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    check_open_uploads(&state, &caller.user_id, now).await?;
     let upload_id = ulid::Ulid::new().to_string();
     let put = StagedPut {
         key: staged_key(&caller.user_id, &upload_id),
         size_bytes: request.size_bytes,
         content_type,
-        expires_at: time::OffsetDateTime::now_utc().unix_timestamp() + UPLOAD_URL_SECONDS,
+        expires_at: upload_url_expiry(&upload_id).unwrap_or(now + UPLOAD_URL_SECONDS),
     };
     let url = state.staging.presign_put(&put).await?;
     let expires = time::OffsetDateTime::from_unix_timestamp(put.expires_at)
@@ -198,11 +260,43 @@ pub async fn put_staged(
             "the upload URL is invalid or has expired, or the Content-Type is not the one declared",
         ));
     }
+    // One PUT per URL: not a second one, nor one after `complete` (which removes the
+    // original, and would otherwise let the URL stage again).
+    let (user_id, upload_id) = put
+        .key
+        .strip_prefix("uploads/")
+        .and_then(|rest| rest.split_once('/'))
+        .unwrap_or_default();
+    let used = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_used",
+            "this upload URL was already used",
+        )
+    };
+    // A zero-byte limit only asks whether the object exists (staged originals are never
+    // empty).
+    match state.blobs.get(&put.key, 0).await {
+        Ok(Some(_)) | Err(StoreError::TooLarge { .. }) => return Err(used()),
+        Ok(None) => {}
+        Err(error) => return Err(error.into()),
+    }
+    if state
+        .metadata
+        .find_idempotency(user_id, &format!("upload:{upload_id}"), now)
+        .await?
+        .is_some()
+    {
+        return Err(used());
+    }
+    check_open_uploads(&state, user_id, now).await?;
     let limit = usize::try_from(put.size_bytes).unwrap_or(usize::MAX);
     let mut stream = body.into_data_stream();
     let mut buffer = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::from_body_error(&e, || ApiError::bad_request("invalid_body", e.to_string()))
+        })?;
         if buffer.len() + chunk.len() > limit {
             return Err(too_large_body());
         }
@@ -237,6 +331,27 @@ pub async fn complete_upload(
     let fields = parse_fields(&body)?;
     let key = staged_key(&caller.user_id, &upload_id);
     let idempotency_key = Some(format!("upload:{upload_id}"));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let Some(expires_at) = upload_url_expiry(&upload_id) else {
+        return Err(upload_not_found());
+    };
+    if expires_at.saturating_add(grace_seconds(&state)) < now {
+        // Too late to complete: the original goes; a completed upload still replays.
+        state.blobs.delete(&key).await?;
+        return replay_completed(&state, &caller, &upload_id)
+            .await
+            .map_err(|error| {
+                if error.code == "upload_not_found" {
+                    ApiError::new(
+                        StatusCode::GONE,
+                        "upload_expired",
+                        "this upload expired before it was completed; start a new one",
+                    )
+                } else {
+                    error
+                }
+            });
+    }
     let bytes = match state.blobs.get(&key, state.policy.max_input_bytes).await {
         Ok(Some(bytes)) => bytes,
         // Already completed (the staged original is removed then)? Replay the result.
@@ -271,12 +386,16 @@ async fn replay_completed(
                 .map_err(|e| StoreError::Unavailable(format!("bad idempotency record: {e}")))?;
             Ok(super::images::created(&record, true))
         }
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "upload_not_found",
-            "no original was uploaded for this id (or it expired)",
-        )),
+        _ => Err(upload_not_found()),
     }
+}
+
+fn upload_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "upload_not_found",
+        "no original was uploaded for this id (or it expired)",
+    )
 }
 
 /// The optional JSON body of `complete`: `albumId`, `title`, `tags`.

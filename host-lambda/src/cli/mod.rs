@@ -1,11 +1,13 @@
 //! Command-line parsing: one subcommand per job.
 
 pub mod aws;
+pub mod limits;
 pub mod migrate;
 pub mod process;
 pub mod progress;
 pub mod sandbox;
 pub mod serve;
+pub mod sweep;
 pub mod token;
 
 use std::process::ExitCode;
@@ -36,6 +38,9 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Set up the AWS stores: `aws init` creates the table and the bucket.
     Aws(aws::AwsArgs),
+    /// Remove expired staged originals and image objects no record names (what a killed
+    /// upload leaves), on `serve`'s settings; `--dry-run` only reports.
+    Sweep(sweep::SweepArgs),
     /// Print a development token for the local server.
     Token(token::TokenArgs),
 }

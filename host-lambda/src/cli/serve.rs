@@ -54,6 +54,8 @@ pub struct ServeArgs {
     pub legacy_database_url: Option<String>,
     #[command(flatten)]
     pub sandbox: super::sandbox::SandboxArgs,
+    #[command(flatten)]
+    pub limits: super::limits::LimitsArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -74,15 +76,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
+    let connections = args.limits.connections();
+    let sweep_interval = std::time::Duration::from_secs(args.limits.sweep_interval_seconds);
+    // Orphans on S3 are the operator's (`imgsvc sweep`): every instance listing the
+    // bucket would be costly, and Lambda has no background time anyway.
+    let sweep_orphans = args.s3_bucket.is_none();
     let state = app_state(args, &public_url, true).await?;
+    tokio::spawn(sweep(state.clone(), sweep_interval, sweep_orphans));
     let app = crate::api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%address, "imgsvc listening");
     // The line tests and scripts wait for: the actual address (the port may have been 0).
     println!("listening on http://{address}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")
+    crate::edge::serve(listener, app, connections, shutdown_signal()).await;
+    Ok(())
 }
 
 /// In Lambda: the same router under the Lambda runtime, on S3 + DynamoDB only (a
@@ -111,9 +117,7 @@ pub(super) async fn app_state(
     public_url: &str,
     drain: bool,
 ) -> anyhow::Result<crate::api::AppState> {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let aws = crate::local::aws_sdk_config(&args.limits.aws_timeouts()).await;
     let storage = match (args.s3_bucket, args.dynamodb_table) {
         (Some(bucket), Some(table)) => {
             let cdn_url = match args.cdn_url {
@@ -133,6 +137,8 @@ pub(super) async fn app_state(
         _ => crate::local::Storage::Embedded,
     };
     let legacy_database_url = args.legacy_database_url.clone();
+    let pg_statement_timeout =
+        std::time::Duration::from_millis(args.limits.pg_statement_timeout_ms);
     // Before the stores: an unusable sandbox setting refuses to start without side effects.
     let processor = crate::processor::Processor::from_config(&args.sandbox.config())
         .context("the sandbox settings")?;
@@ -146,6 +152,10 @@ pub(super) async fn app_state(
     };
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
+    state.limits = args.limits.api();
+    state.uploads = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(args.limits.max_inflight_uploads).unwrap_or(usize::MAX),
+    ));
     state.processor = std::sync::Arc::new(processor);
     if let Some(jwks) = jwks {
         let jwks: jsonwebtoken::jwk::JwkSet =
@@ -159,6 +169,7 @@ pub(super) async fn app_state(
         state.auth = std::sync::Arc::new(auth);
     }
     if let Some(url) = legacy_database_url {
+        let url = crate::local::with_statement_timeout(&url, pg_statement_timeout);
         let gallery = crate::local::gallery(&state, &url, crate::local::flag_source()?).await?;
         if drain {
             // The outbox drain: retries what the immediate mirror missed, with backoff.
@@ -172,6 +183,52 @@ pub(super) async fn app_state(
         state.gallery = Some(gallery);
     }
     Ok(state)
+}
+
+/// Remove expired staged originals and (`orphans`) image objects no record names, now and
+/// every `interval` (Lambda has no background time; there an S3 lifecycle rule on
+/// `uploads/` removes staged originals, and `imgsvc sweep` orphans).
+async fn sweep(state: crate::api::AppState, interval: std::time::Duration, orphans: bool) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = sweep_once(&state, orphans, true).await {
+            tracing::warn!(error = %format!("{error:#}"), "sweep failed");
+        }
+    }
+}
+
+/// One sweep: expired staged originals, then (`orphans`) orphaned image objects; removes
+/// them when `delete`, else only reports. How many of each.
+pub(super) async fn sweep_once(
+    state: &crate::api::AppState,
+    orphans: bool,
+    delete: bool,
+) -> anyhow::Result<(usize, usize)> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let staged = if delete {
+        crate::api::uploads::sweep_staging(state, now)
+            .await
+            .context("sweeping staged originals")?
+    } else {
+        0
+    };
+    let mut orphaned = 0;
+    if orphans {
+        let grace = i64::try_from(state.limits.orphan_grace.as_secs()).unwrap_or(i64::MAX);
+        let keys = crate::upload::sweep_orphans(state, now, grace, delete)
+            .await
+            .context("sweeping orphaned objects")?;
+        for key in &keys {
+            tracing::info!(key = %key, removed = delete, "orphaned object");
+        }
+        orphaned = keys.len();
+    }
+    if staged + orphaned > 0 {
+        tracing::info!(staged, orphaned, removed = delete, "swept");
+    }
+    Ok((staged, orphaned))
 }
 
 async fn shutdown_signal() {
@@ -195,7 +252,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+pub(super) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -537,16 +537,25 @@ impl MetadataStore for DynamoMetadataStore {
         fingerprint: &str,
         now: i64,
         expires_at: i64,
+        lease_until: i64,
     ) -> Result<Reservation, StoreError> {
         let mut item = Self::key(idempotency_pk(user_id, key), "IDEMPOTENCY");
         item.insert("fingerprint".into(), s(fingerprint));
         item.insert("expiresAt".into(), n(expires_at));
+        item.insert("leaseUntil".into(), n(lease_until));
+        // New, expired, or abandoned (in progress past its lease; items from before leases
+        // have none, and count as abandoned).
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK) OR expiresAt <= :now")
+            .condition_expression(
+                "attribute_not_exists(PK) OR expiresAt <= :now OR \
+                 (attribute_not_exists(#response) AND \
+                  (attribute_not_exists(leaseUntil) OR leaseUntil <= :now))",
+            )
+            .expression_attribute_names("#response", "response")
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
@@ -580,11 +589,12 @@ impl MetadataStore for DynamoMetadataStore {
             Some(AttributeValue::S(value)) => Some(value.clone()),
             _ => None,
         };
-        let expires_at = match item.get("expiresAt") {
+        let number = |name: &str| match item.get(name) {
             Some(AttributeValue::N(value)) => value.parse::<i64>().unwrap_or(0),
             _ => 0,
         };
-        if expires_at <= now {
+        let abandoned = text("response").is_none() && number("leaseUntil") <= now;
+        if number("expiresAt") <= now || abandoned {
             return Ok(None);
         }
         Ok(Some(Reservation::existing(

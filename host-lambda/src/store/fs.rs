@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlobStore, StoreError};
+use super::{BlobStore, StoreError, StoredObject};
 
 pub struct FsBlobStore {
     root: PathBuf,
@@ -96,4 +96,58 @@ impl BlobStore for FsBlobStore {
             .map(|_| ())
             .map_err(unavailable)
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, StoreError> {
+        let directory = match prefix.trim_end_matches('/') {
+            "" => self.root.clone(),
+            relative => self.path_of(relative)?,
+        };
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || walk(&root, directory))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+/// The files under `directory` (recursively, symlinks not followed), keyed relative to
+/// `root`.
+fn walk(root: &Path, directory: PathBuf) -> Result<Vec<StoredObject>, StoreError> {
+    let mut found = Vec::new();
+    let mut pending = vec![directory];
+    while let Some(directory) = pending.pop() {
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unavailable(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(unavailable)?;
+            let metadata = entry.metadata().map_err(unavailable)?;
+            let path = entry.path();
+            if metadata.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let Ok(relative) = path.strip_prefix(root) else {
+                continue;
+            };
+            if !metadata.is_file() {
+                continue;
+            }
+            let key: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let modified = metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            found.push(StoredObject {
+                key: key.join("/"),
+                modified,
+            });
+        }
+    }
+    Ok(found)
 }

@@ -47,6 +47,16 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Whether the store answers (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Every object whose key starts with `prefix` (a "directory", ending in `/`), in no
+    /// particular order: for the sweeps of expired staged originals.
+    async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, StoreError>;
+}
+
+/// An object as listed: its key, and when it was last written (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub modified: i64,
 }
 
 /// One original a client is allowed to PUT: exactly `size_bytes` of `content_type` to `key`,
@@ -162,8 +172,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Tombstone>, Option<String>), StoreError>;
 
-    /// Hold `(user_id, key)` for a new request unless a live (unexpired at `now`) entry
-    /// exists, in which case report it. Atomic: of two racing requests, one reserves.
+    /// Hold `(user_id, key)` for a new request unless a live entry exists, in which case
+    /// report it. Live at `now`: unexpired, and either completed or still within the lease
+    /// of the request holding it — an in-progress entry past its lease was abandoned (its
+    /// request died) and is taken over. The entry is kept until `expires_at`; this
+    /// request's lease runs until `lease_until`. Atomic: of two racing requests, one
+    /// reserves.
     async fn reserve_idempotency(
         &self,
         user_id: &str,
@@ -171,6 +185,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         fingerprint: &str,
         now: i64,
         expires_at: i64,
+        lease_until: i64,
     ) -> Result<Reservation, StoreError>;
     /// Record the response of the request holding the key.
     async fn complete_idempotency(
@@ -179,7 +194,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         key: &str,
         response: &str,
     ) -> Result<(), StoreError>;
-    /// What a live (unexpired at `now`) entry for the key holds, without reserving it.
+    /// What a live entry (as for `reserve_idempotency`) for the key holds, without
+    /// reserving it.
     async fn find_idempotency(
         &self,
         user_id: &str,

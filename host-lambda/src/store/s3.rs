@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{BlobStore, StagedPut, StoreError, UploadStaging};
+use super::{BlobStore, StagedPut, StoreError, StoredObject, UploadStaging};
 
 pub struct S3BlobStore {
     client: aws_sdk_s3::Client,
@@ -130,6 +130,29 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(|e| unavailable(describe(&e)))?;
         Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| unavailable(describe(&e)))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    found.push(StoredObject {
+                        key: key.to_owned(),
+                        modified: object.last_modified().map_or(0, |t| t.secs()),
+                    });
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

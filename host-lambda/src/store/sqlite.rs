@@ -309,20 +309,25 @@ impl MetadataStore for SqliteMetadataStore {
         fingerprint: &str,
         now: i64,
         expires_at: i64,
+        lease_until: i64,
     ) -> Result<Reservation, StoreError> {
-        // Insert, or take over an expired entry; a live entry is left alone and reported.
+        // Insert, or take over an expired or abandoned entry; a live entry is left alone
+        // and reported.
         let taken = sqlx::query(
-            "INSERT INTO idempotency (user_id, key, fingerprint, response, expires_at)
-             VALUES (?1, ?2, ?3, NULL, ?4)
+            "INSERT INTO idempotency (user_id, key, fingerprint, response, expires_at, lease_until)
+             VALUES (?1, ?2, ?3, NULL, ?4, ?6)
              ON CONFLICT (user_id, key) DO UPDATE
-               SET fingerprint = excluded.fingerprint, response = NULL, expires_at = excluded.expires_at
-               WHERE idempotency.expires_at <= ?5",
+               SET fingerprint = excluded.fingerprint, response = NULL,
+                   expires_at = excluded.expires_at, lease_until = excluded.lease_until
+               WHERE idempotency.expires_at <= ?5
+                  OR (idempotency.response IS NULL AND idempotency.lease_until <= ?5)",
         )
         .bind(user_id)
         .bind(key)
         .bind(fingerprint)
         .bind(expires_at)
         .bind(now)
+        .bind(lease_until)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -343,7 +348,8 @@ impl MetadataStore for SqliteMetadataStore {
     ) -> Result<Option<Reservation>, StoreError> {
         let row = sqlx::query(
             "SELECT fingerprint, response FROM idempotency
-             WHERE user_id = ? AND key = ? AND expires_at > ?",
+             WHERE user_id = ?1 AND key = ?2 AND expires_at > ?3
+               AND (response IS NOT NULL OR lease_until > ?3)",
         )
         .bind(user_id)
         .bind(key)
