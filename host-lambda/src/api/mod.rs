@@ -27,6 +27,11 @@ use error::ApiError;
 /// Room for multipart framing and the small text fields around a maximal file.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
+/// Largest JSON request body (`PATCH`, `POST /uploads`, `complete`). The largest valid one —
+/// a 200-character title, 20 tags of 50 characters and an album id, every character
+/// `\u`-escaped — is under 8 KiB; axum's default would be 2 MB.
+pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+
 /// Everything a handler can reach: ports, never adapters.
 #[derive(Clone)]
 pub struct AppState {
@@ -71,12 +76,18 @@ pub fn router(state: AppState) -> Router {
             "/images/{id}",
             get(images::get_one)
                 .patch(images::update)
-                .delete(images::delete),
+                .delete(images::delete)
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
         )
-        .route("/uploads", axum::routing::post(uploads::create_upload))
+        .route(
+            "/uploads",
+            axum::routing::post(uploads::create_upload)
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
+        )
         .route(
             "/uploads/{id}/complete",
-            axum::routing::post(uploads::complete_upload),
+            axum::routing::post(uploads::complete_upload)
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
         )
         .route("/staging/{*key}", axum::routing::put(uploads::put_staged))
         .route("/files/{*key}", get(files::get_file))
@@ -90,7 +101,8 @@ pub fn router(state: AppState) -> Router {
             "/gallery/images/{id}",
             get(gallery::get_image)
                 .patch(gallery::update_image)
-                .delete(gallery::delete_image),
+                .delete(gallery::delete_image)
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
         )
         .route("/dual-write/status", get(gallery::status))
         .route("/dual-write/health", get(gallery::health))
@@ -103,6 +115,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
+        ))
+        // Outermost: whatever the framework answers by itself (no route, wrong method, a
+        // body or query its extractors refuse) is a problem+json like every other error.
+        .layer(axum::middleware::map_response(
+            error::bare_errors_as_problems,
         ))
         .with_state(state)
 }
@@ -149,7 +166,12 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let authorized = if state.trust_authorizer {
-            crate::lambda::authorizer_caller(&parts.extensions)
+            // The authorizer's claims are the identity provider's: its service scope counts
+            // only when the deployment says so, as for its JWKS-signed tokens.
+            crate::lambda::authorizer_caller(&parts.extensions).map(|caller| Caller {
+                is_service: caller.is_service && state.auth.trusts_jwks_service_scope(),
+                ..caller
+            })
         } else {
             None
         };

@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// Required `aud` of JWKS-signed tokens.
     #[arg(long, env = "IMGSVC_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Let the identity provider grant the `images:service` scope (in its JWKS-signed tokens
+    /// and, with --trust-authorizer, the authorizer's claims). Off: only the service's own
+    /// tokens (`imgsvc token --service`) can act for other users.
+    #[arg(long, env = "IMGSVC_JWKS_SERVICE_SCOPE", default_value_t = false)]
+    pub jwks_service_scope: bool,
     /// The legacy gallery's PostgreSQL (`postgres://…`): serves `/gallery/images…` and the
     /// migration (flags from the environment or IMGSVC_FLAGS_FILE).
     #[arg(long, env = "IMGSVC_LEGACY_DATABASE_URL")]
@@ -146,6 +151,13 @@ pub(super) async fn app_state(
     };
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
+    state.auth = std::sync::Arc::new(
+        state
+            .auth
+            .as_ref()
+            .clone()
+            .trusting_jwks_service_scope(args.jwks_service_scope),
+    );
     state.processor = std::sync::Arc::new(processor);
     if let Some(jwks) = jwks {
         let jwks: jsonwebtoken::jwk::JwkSet =
