@@ -31,8 +31,8 @@ impl Policy {
     pub const DEFAULT_MAX_SIDE: u32 = 32_768;
     /// No count limit: a count refuses ordinary animations (a 111 KB GIF of 400 frames; sharp
     /// and imgproxy take its first frame) while the scan's cost is bounded by bytes, not
-    /// frames — 10 MiB of the smallest GIF frames (748,981 of them, 14 bytes each) is one scan of a few
-    /// milliseconds with no per-frame allocation (core/tests/hostile.rs).
+    /// frames: 10 MiB of the smallest GIF frames (748,981 of 14 bytes) is one scan of
+    /// ~150 ms with no per-frame allocation (core/tests/hostile.rs).
     pub const DEFAULT_MAX_FRAMES: u32 = u32::MAX;
     /// 64 Mpx × 8 bytes (16-bit RGBA): the largest buffer a permitted image can need.
     pub const DEFAULT_MAX_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
