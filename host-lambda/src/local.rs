@@ -234,6 +234,7 @@ pub async fn state_with(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         )),
         processor: Arc::new(crate::processor::Processor::Native),
+        max_json_body_bytes: crate::api::DEFAULT_MAX_JSON_BODY_BYTES,
     })
 }
 

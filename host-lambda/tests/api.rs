@@ -1740,3 +1740,39 @@ on_both_backends!(
     if_match_star_matches_the_current_version,
     expired_idempotency_entries_are_deleted,
 );
+
+/// Issue 17 item 1: the JSON body limit (`IMGSVC_MAX_JSON_BODY_BYTES`) is the state's.
+#[tokio::test]
+async fn the_json_body_limit_is_configurable() {
+    let server = Server::start_with(Backend::Embedded, |mut state| {
+        state.max_json_body_bytes = 1024;
+        state
+    })
+    .await;
+    let patch = |body: Vec<u8>| {
+        server
+            .client
+            .patch(format!("{}/images/01NOSUCHIMAGE", server.url))
+            .bearer_auth(server.token("quinn"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let title = "x".repeat(1100);
+    let over = serde_json::to_vec(&json!({"title": title, "version": 1})).unwrap();
+    let body = problem(
+        patch(over).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("1024"), "{body}");
+    // Under it, the request goes on to the handler (no such image).
+    let under = serde_json::to_vec(&json!({"title": "x", "version": 1})).unwrap();
+    problem(
+        patch(under).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}

@@ -45,16 +45,16 @@ pub(super) fn query_rejection(rejection: axum::extract::rejection::QueryRejectio
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
-/// A request body that could not be read: over the route's limit (413), or broken.
-pub(super) fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+/// A JSON request body that could not be read: over `limit` (413), or broken.
+pub(super) fn body_rejection(
+    rejection: axum::extract::rejection::BytesRejection,
+    limit: usize,
+) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!(
-                "the request body is larger than the {}-byte limit",
-                super::MAX_JSON_BODY_BYTES
-            ),
+            format!("the request body is larger than the {limit}-byte limit"),
         );
     }
     ApiError::bad_request("invalid_body", rejection.body_text())
@@ -457,7 +457,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
+    let body = body.map_err(|r| body_rejection(r, state.max_json_body_bytes))?;
     let (edit, body_version) = parse_patch(&body)?;
     let any_version = if_match_any(&headers);
     let expected = if any_version {

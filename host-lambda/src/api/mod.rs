@@ -27,10 +27,11 @@ use error::ApiError;
 /// Room for multipart framing and the small text fields around a maximal file.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
-/// Largest JSON request body (`PATCH`, `POST /uploads`, `complete`). The largest valid one —
-/// a 200-character title, 20 tags of 50 characters and an album id, every character
-/// `\u`-escaped — is under 8 KiB; axum's default would be 2 MB.
-pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+/// Default largest JSON request body (`PATCH`, `POST /uploads`, `complete`;
+/// `IMGSVC_MAX_JSON_BODY_BYTES`). The largest valid one — a 200-character title, 20 tags of
+/// 50 characters and an album id, every character `\u`-escaped — is under 8 KiB; axum's
+/// default would be 2 MB.
+pub const DEFAULT_MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything a handler can reach: ports, never adapters.
 #[derive(Clone)]
@@ -59,12 +60,15 @@ pub struct AppState {
     pub processing: Arc<tokio::sync::Semaphore>,
     /// Where the core runs: in process, or in the wasmtime sandbox (`IMGSVC_SANDBOX`).
     pub processor: Arc<crate::processor::Processor>,
+    /// Largest JSON request body, in bytes (`IMGSVC_MAX_JSON_BODY_BYTES`).
+    pub max_json_body_bytes: usize,
 }
 
 pub fn router(state: AppState) -> Router {
     let upload_limit = usize::try_from(state.policy.max_input_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(MULTIPART_OVERHEAD);
+    let json_limit = DefaultBodyLimit::max(state.max_json_body_bytes);
     Router::new()
         .route(
             "/images",
@@ -77,17 +81,15 @@ pub fn router(state: AppState) -> Router {
             get(images::get_one)
                 .patch(images::update)
                 .delete(images::delete)
-                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
+                .layer(json_limit),
         )
         .route(
             "/uploads",
-            axum::routing::post(uploads::create_upload)
-                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
+            axum::routing::post(uploads::create_upload).layer(json_limit),
         )
         .route(
             "/uploads/{id}/complete",
-            axum::routing::post(uploads::complete_upload)
-                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
+            axum::routing::post(uploads::complete_upload).layer(json_limit),
         )
         .route("/staging/{*key}", axum::routing::put(uploads::put_staged))
         .route("/files/{*key}", get(files::get_file))
@@ -102,7 +104,7 @@ pub fn router(state: AppState) -> Router {
             get(gallery::get_image)
                 .patch(gallery::update_image)
                 .delete(gallery::delete_image)
-                .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES)),
+                .layer(json_limit),
         )
         .route("/dual-write/status", get(gallery::status))
         .route("/dual-write/health", get(gallery::health))

@@ -103,7 +103,7 @@ pub async fn create_upload(
     caller: Caller,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
+    let body = body.map_err(|r| body_rejection(r, state.max_json_body_bytes))?;
     let request: UploadRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_body",
@@ -243,7 +243,7 @@ pub async fn complete_upload(
     Path(upload_id): Path<String>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
+    let body = body.map_err(|r| body_rejection(r, state.max_json_body_bytes))?;
     let upload_id = record::validate_id("uploadId", &upload_id)?;
     let fields = parse_fields(&body)?;
     let key = staged_key(&caller.user_id, &upload_id);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -53,6 +54,14 @@ pub struct ServeArgs {
     /// tokens (`imgsvc token --service`) can act for other users.
     #[arg(long, env = "IMGSVC_JWKS_SERVICE_SCOPE", default_value_t = false)]
     pub jwks_service_scope: bool,
+    /// Largest JSON request body (PATCH, POST /uploads, complete), in bytes; larger → 413.
+    #[arg(
+        long,
+        env = "IMGSVC_MAX_JSON_BODY_BYTES",
+        default_value_t = crate::api::DEFAULT_MAX_JSON_BODY_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024).map(|bytes| bytes as usize)
+    )]
+    pub max_json_body_bytes: usize,
     /// The legacy gallery's PostgreSQL (`postgres://…`): serves `/gallery/images…` and the
     /// migration (flags from the environment or IMGSVC_FLAGS_FILE).
     #[arg(long, env = "IMGSVC_LEGACY_DATABASE_URL")]
@@ -151,6 +160,7 @@ pub(super) async fn app_state(
     };
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
+    state.max_json_body_bytes = args.max_json_body_bytes;
     state.auth = std::sync::Arc::new(
         state
             .auth
