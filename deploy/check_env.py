@@ -40,6 +40,8 @@ UNSET = {
     "IMGSVC_S3_FORCE_PATH_STYLE": "for local emulators (moto); real S3 takes virtual-hosted URLs",
     "IMGSVC_JWKS_FILE": "the zip holds no JWKS file; IMGSVC_JWKS (inline) is the template's knob",
     "IMGSVC_MAX_JSON_BODY_BYTES": "the default (64 KiB) fits every valid JSON body many times over",
+    "IMGSVC_MAX_FORM_PARTS": "the default (128 parts) fits every valid upload form",
+    "IMGSVC_MAX_FORM_TEXT_BYTES": "the default (64 KiB) fits every valid upload form's text",
     "IMGSVC_JWKS_SERVICE_SCOPE": "off (the default): the identity provider's tokens and the "
     "authorizer's claims never make a service caller; nothing in the deployment acts for "
     "other users over HTTP (the migration commands use the stores directly)",

@@ -235,6 +235,7 @@ pub async fn state_with(
         )),
         processor: Arc::new(crate::processor::Processor::Native),
         max_json_body_bytes: crate::api::DEFAULT_MAX_JSON_BODY_BYTES,
+        form_limits: crate::api::FormLimits::default(),
     })
 }
 

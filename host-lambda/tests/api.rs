@@ -1741,14 +1741,50 @@ on_both_backends!(
     expired_idempotency_entries_are_deleted,
 );
 
-/// Issue 17 item 1: the JSON body limit (`IMGSVC_MAX_JSON_BODY_BYTES`) is the state's.
+/// Issue 17 item 1: the request limits (`IMGSVC_MAX_JSON_BODY_BYTES`,
+/// `IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`) are the state's.
 #[tokio::test]
-async fn the_json_body_limit_is_configurable() {
+async fn the_request_limits_are_configurable() {
     let server = Server::start_with(Backend::Embedded, |mut state| {
         state.max_json_body_bytes = 1024;
+        state.form_limits = imgsvc_lambda::api::FormLimits {
+            parts: 4,
+            text_bytes: 2048,
+        };
         state
     })
     .await;
+    let tags: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+    let form = |tags: &[String]| {
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("quinn"))
+            .header("content-type", "multipart/form-data; boundary=b0und")
+            .body(form_with_tag_fields("b0und", tags))
+            .send()
+    };
+    problem(
+        form(&tags).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_multipart",
+    )
+    .await;
+    assert_eq!(
+        form(&tags[..3]).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let long = vec!["x".repeat(1500), "y".repeat(1500)];
+    let refused = problem(
+        form(&long).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    )
+    .await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("2048"),
+        "{refused}"
+    );
     let patch = |body: Vec<u8>| {
         server
             .client

@@ -18,13 +18,31 @@ use crate::upload::{self, UploadFields};
 
 /// Longest accepted text field in an upload form (title, tags, albumId), in bytes.
 const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
-/// Most parts in an upload form: the file, title, albumId and one `tags` field per tag
-/// entry fit (see `record::MAX_TAG_ENTRIES`); past it the form is refused before the rest
-/// is read.
-pub const MAX_FORM_PARTS: usize = 128;
-/// Most bytes of text fields in one upload form, all fields together: the room the body
-/// limit leaves beside a maximal file (`api::MULTIPART_OVERHEAD`).
-pub const MAX_FORM_TEXT_BYTES: usize = super::MULTIPART_OVERHEAD;
+
+/// Bounds on an upload form's parts, checked as they arrive so a hostile form is refused
+/// before the rest of it is read (`IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormLimits {
+    /// Most parts: the default 128 fits the file, title, albumId and one `tags` field per
+    /// tag entry (`record::MAX_TAG_ENTRIES`).
+    pub parts: usize,
+    /// Most bytes of text fields, all together (each is also at most 8 KiB).
+    pub text_bytes: usize,
+}
+
+impl FormLimits {
+    pub const DEFAULT_PARTS: usize = 128;
+    pub const DEFAULT_TEXT_BYTES: usize = 64 * 1024;
+}
+
+impl Default for FormLimits {
+    fn default() -> Self {
+        FormLimits {
+            parts: Self::DEFAULT_PARTS,
+            text_bytes: Self::DEFAULT_TEXT_BYTES,
+        }
+    }
+}
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -220,17 +238,17 @@ pub(super) async fn read_upload_form(
     multipart: Multipart,
 ) -> Result<(Bytes, UploadFields), ApiError> {
     let limit = usize::try_from(state.policy.max_input_bytes).unwrap_or(usize::MAX);
-    read_upload_fields(multipart, limit).await
+    read_upload_fields(multipart, limit, &state.form_limits).await
 }
 
 /// The fields of an upload form (`file`, `albumId`, `title`, `tags`), validated, with the
 /// file refused once it passes `limit` bytes. Every repeated part is bounded as it arrives
-/// (`MAX_FORM_PARTS` parts, `MAX_FORM_TEXT_BYTES` of text, `record::MAX_TAG_ENTRIES` tag
-/// entries), so a hostile form is refused before the rest of it is read. No state: the
-/// fuzz target drives it directly.
+/// (`form`'s parts and text bytes, `record::MAX_TAG_ENTRIES` tag entries), so a hostile form
+/// is refused before the rest of it is read. No state: the fuzz target drives it directly.
 pub async fn read_upload_fields(
     mut multipart: Multipart,
     limit: usize,
+    form: &FormLimits,
 ) -> Result<(Bytes, UploadFields), ApiError> {
     let mut file: Option<Bytes> = None;
     let mut fields = UploadFields::default();
@@ -239,10 +257,10 @@ pub async fn read_upload_fields(
     let mut text_bytes = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         parts += 1;
-        if parts > MAX_FORM_PARTS {
+        if parts > form.parts {
             return Err(ApiError::bad_request(
                 "invalid_multipart",
-                format!("the form has more than {MAX_FORM_PARTS} parts"),
+                format!("the form has more than {} parts", form.parts),
             ));
         }
         let name = field.name().unwrap_or_default().to_owned();
@@ -273,10 +291,13 @@ pub async fn read_upload_fields(
                 ));
             }
             text_bytes += chunk.len();
-            if text_bytes > MAX_FORM_TEXT_BYTES {
+            if text_bytes > form.text_bytes {
                 return Err(ApiError::bad_request(
                     "invalid_field",
-                    format!("the form's text fields are longer than {MAX_FORM_TEXT_BYTES} bytes"),
+                    format!(
+                        "the form's text fields are longer than {} bytes",
+                        form.text_bytes
+                    ),
                 ));
             }
             text.extend_from_slice(&chunk);

@@ -6,7 +6,7 @@ mod files;
 pub mod gallery;
 mod images;
 // The request parsers, for the fuzz targets (fuzz/).
-pub use images::{expected_version, parse_patch, read_upload_fields};
+pub use images::{FormLimits, expected_version, parse_patch, read_upload_fields};
 pub mod observe;
 mod preview;
 pub mod uploads;
@@ -24,8 +24,9 @@ use crate::store::{BlobStore, MetadataStore, UploadStaging};
 use cursor::CursorCodec;
 use error::ApiError;
 
-/// Room for multipart framing and the small text fields around a maximal file.
-const MULTIPART_OVERHEAD: usize = 64 * 1024;
+/// Room for multipart framing (part headers, boundaries) around a maximal file and the
+/// form's text (`FormLimits::text_bytes`).
+const MULTIPART_FRAMING: usize = 64 * 1024;
 
 /// Default largest JSON request body (`PATCH`, `POST /uploads`, `complete`;
 /// `IMGSVC_MAX_JSON_BODY_BYTES`). The largest valid one — a 200-character title, 20 tags of
@@ -62,12 +63,15 @@ pub struct AppState {
     pub processor: Arc<crate::processor::Processor>,
     /// Largest JSON request body, in bytes (`IMGSVC_MAX_JSON_BODY_BYTES`).
     pub max_json_body_bytes: usize,
+    /// Bounds on upload forms' parts (`IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`).
+    pub form_limits: FormLimits,
 }
 
 pub fn router(state: AppState) -> Router {
     let upload_limit = usize::try_from(state.policy.max_input_bytes)
         .unwrap_or(usize::MAX)
-        .saturating_add(MULTIPART_OVERHEAD);
+        .saturating_add(MULTIPART_FRAMING)
+        .saturating_add(state.form_limits.text_bytes);
     let json_limit = DefaultBodyLimit::max(state.max_json_body_bytes);
     Router::new()
         .route(

@@ -62,6 +62,22 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024).map(|bytes| bytes as usize)
     )]
     pub max_json_body_bytes: usize,
+    /// Most parts in an upload form (POST /images); more → 400 invalid_multipart.
+    #[arg(
+        long,
+        env = "IMGSVC_MAX_FORM_PARTS",
+        default_value_t = crate::api::FormLimits::DEFAULT_PARTS,
+        value_parser = clap::value_parser!(u32).range(4..=100_000).map(|parts| parts as usize)
+    )]
+    pub max_form_parts: usize,
+    /// Most bytes of an upload form's text fields, all together; more → 400 invalid_field.
+    #[arg(
+        long,
+        env = "IMGSVC_MAX_FORM_TEXT_BYTES",
+        default_value_t = crate::api::FormLimits::DEFAULT_TEXT_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024).map(|bytes| bytes as usize)
+    )]
+    pub max_form_text_bytes: usize,
     /// The legacy gallery's PostgreSQL (`postgres://…`): serves `/gallery/images…` and the
     /// migration (flags from the environment or IMGSVC_FLAGS_FILE).
     #[arg(long, env = "IMGSVC_LEGACY_DATABASE_URL")]
@@ -161,6 +177,10 @@ pub(super) async fn app_state(
     let mut state = crate::local::state_with(&args.data_dir, public_url, &storage, &aws).await?;
     state.trust_authorizer = args.trust_authorizer;
     state.max_json_body_bytes = args.max_json_body_bytes;
+    state.form_limits = crate::api::FormLimits {
+        parts: args.max_form_parts,
+        text_bytes: args.max_form_text_bytes,
+    };
     state.auth = std::sync::Arc::new(
         state
             .auth
