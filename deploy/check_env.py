@@ -39,6 +39,12 @@ UNSET = {
     "IMGSVC_PUBLIC_URL": "base of local /files URLs only; on S3 the URLs are IMGSVC_CDN_URL's",
     "IMGSVC_S3_FORCE_PATH_STYLE": "for local emulators (moto); real S3 takes virtual-hosted URLs",
     "IMGSVC_JWKS_FILE": "the zip holds no JWKS file; IMGSVC_JWKS (inline) is the template's knob",
+    "IMGSVC_MAX_JSON_BODY_BYTES": "the default (64 KiB) fits every valid JSON body many times over",
+    "IMGSVC_MAX_FORM_PARTS": "the default (128 parts) fits every valid upload form",
+    "IMGSVC_MAX_FORM_TEXT_BYTES": "the default (64 KiB) fits every valid upload form's text",
+    "IMGSVC_JWKS_SERVICE_SCOPE": "off (the default): the identity provider's tokens and the "
+    "authorizer's claims never make a service caller; nothing in the deployment acts for "
+    "other users over HTTP (the migration commands use the stores directly)",
     "IMGSVC_FLAGS_FILE": "a function's files are read-only; the flags are environment variables there "
     "(runbooks flip them with deploy/set-flags.sh)",
     "IMGSVC_PREVIEW_DIR": "the browser preview page (host-wasm/dist) is not in the Lambda zip",

@@ -40,7 +40,7 @@ fuzz_flags() {
   case "$1" in
     # Headers only: no allocation near 64 MiB may happen (no pixel buffer before limits).
     probe) echo "-dict=$FUZZ_ROOT/dict/images.dict -timeout=5 -rss_limit_mb=512 -malloc_limit_mb=64 -max_len=131072" ;;
-    # Policy: 256 KiB, 1 Mpx, 16 frames, 64 MiB allocation cap (fuzz/src/process.rs).
+    # Policy: 256 KiB, 1 Mpx, any number of frames, 64 MiB allocation cap (fuzz/src/process.rs).
     process) echo "-dict=$FUZZ_ROOT/dict/images.dict -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 -max_len=131072" ;;
     # Room to cross the 16 KiB file limit of the fuzzed form.
     multipart) echo "-dict=$FUZZ_ROOT/dict/multipart.dict -timeout=5 -rss_limit_mb=512 -max_len=20000" ;;

@@ -57,8 +57,8 @@ enum Decoder<'a> {
 /// (sides, pixels, frames). Allocations here are bounded by the input size (each decoder
 /// keeps its own cap on metadata chunks), never by the claimed dimensions.
 ///
-/// Frames are counted up to `policy.max_frames + 1`, so a frame bomb costs no more than the
-/// frames we refuse anyway.
+/// Frames are counted up to `policy.max_frames + 1` without decoding them, so counting
+/// costs at most one pass over the input (bounded by `max_input_bytes`).
 pub(crate) fn open<'a>(
     bytes: &'a [u8],
     format: Format,
@@ -313,7 +313,7 @@ fn count_gif_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> 
     let mut frames = 0u32;
     while frames <= stop_after {
         match decoder.next_frame_info() {
-            Ok(Some(_)) => frames += 1,
+            Ok(Some(_)) => frames = frames.saturating_add(1),
             Ok(None) => break,
             // Trailing garbage after at least one good frame is common in the wild and
             // harmless: we only use the first frame. Before it, the file is broken.

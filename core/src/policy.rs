@@ -12,7 +12,10 @@ pub struct Policy {
     pub max_side: u32,
     /// Largest accepted width × height, the decompression-bomb guard.
     pub max_pixels: u64,
-    /// Most animation frames accepted (only the first is used, but every frame is scanned).
+    /// Most animation frames accepted. Only the first frame is decoded; the others are
+    /// counted without decoding (GIF: no LZW; WebP: chunk headers; APNG: `acTL`), so the
+    /// count costs one pass over input the byte limit already bounds. No limit by default;
+    /// a host may set one.
     pub max_frames: u32,
     /// Cap on any single allocation the decoders make, in bytes.
     pub max_alloc_bytes: u64,
@@ -26,9 +29,11 @@ impl Policy {
     pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
     /// Panoramas are long: allow 32 768 px on a side; `max_pixels` still bounds memory.
     pub const DEFAULT_MAX_SIDE: u32 = 32_768;
-    /// We keep only the first frame, but scanning costs per frame: 256 is far above real
-    /// animations (GIF stickers rarely exceed 100) and far below GIF "frame bombs".
-    pub const DEFAULT_MAX_FRAMES: u32 = 256;
+    /// No count limit: a count refuses ordinary animations (a 111 KB GIF of 400 frames; sharp
+    /// and imgproxy take its first frame) while the scan's cost is bounded by bytes, not
+    /// frames: 10 MiB of the smallest GIF frames (748,981 of 14 bytes) is one scan of
+    /// ~150 ms with no per-frame allocation (core/tests/hostile.rs).
+    pub const DEFAULT_MAX_FRAMES: u32 = u32::MAX;
     /// 64 Mpx × 8 bytes (16-bit RGBA): the largest buffer a permitted image can need.
     pub const DEFAULT_MAX_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
 

@@ -177,19 +177,68 @@ fn gigapixel_claims_are_refused_without_allocating_them() {
     assert!(peak < 4 * MIB);
 }
 
+/// Issue 17 item 15: a 400-frame GIF was refused (`too_many_frames`, limit 256) where sharp
+/// and imgproxy take its first frame. Frames are counted without LZW decoding, so the count
+/// costs one pass over bytes the byte limit already bounds: no count limit by default.
 #[test]
-fn a_four_hundred_frame_gif_is_refused() {
+fn a_four_hundred_frame_gif_gives_its_first_frame() {
     let bytes = animated_gif(400, 8, 8);
-    let error = assert_refused("400 frames", &bytes, "too_many_frames", 4);
-    assert_eq!(error, ProcessError::TooManyFrames { limit: 256 });
-    // Exactly at the limit is fine.
-    let at_limit = animated_gif(256, 8, 8);
+    let processed = process(&bytes, &Policy::default()).unwrap();
+    assert_eq!(processed.source.frames, 400);
+    assert_eq!(probe(&bytes).unwrap().frames, 400);
+    // A host may still narrow the count (the browser package's `maxFrames`).
+    let narrowed = Policy::default().tightened_by(Policy {
+        max_frames: 16,
+        ..Policy::default()
+    });
     assert_eq!(
-        process(&at_limit, &Policy::default())
-            .unwrap()
-            .source
-            .frames,
-        256
+        process(&bytes, &narrowed).unwrap_err(),
+        ProcessError::TooManyFrames { limit: 16 }
+    );
+}
+
+/// One real 1×1 frame, then `empty_frames` frames of 14 bytes each (descriptor, LZW code
+/// size, one sub-block holding just the clear and end codes, terminator): the most frames
+/// per byte a GIF can hold.
+fn gif_of_empty_frames(empty_frames: usize) -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    // Screen 1×1, a global table of two colours (black, white).
+    gif.extend_from_slice(&[1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
+    let descriptor = [0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0];
+    gif.extend_from_slice(&descriptor);
+    // Clear, index 0, end: the one pixel, LZW-coded.
+    gif.extend_from_slice(&[0x02, 0x02, 0x44, 0x01, 0x00]);
+    for _ in 0..empty_frames {
+        gif.extend_from_slice(&descriptor);
+        gif.extend_from_slice(&[0x02, 0x01, 0x2C, 0x00]);
+    }
+    gif.push(0x3B);
+    gif
+}
+
+/// What the count limit was there for: a frame bomb is still one cheap scan, now bounded by
+/// the byte limit (10 MiB of 14-byte frames: 748,981 frames).
+#[test]
+fn a_frame_bomb_costs_one_scan_of_its_bytes() {
+    let limit = usize::try_from(Policy::DEFAULT_MAX_INPUT_BYTES).unwrap();
+    let empty_frames = (limit - 35) / 14;
+    let bytes = gif_of_empty_frames(empty_frames);
+    assert!(bytes.len() <= limit);
+    let started = std::time::Instant::now();
+    let (result, peak) = peak_bytes(|| process(&bytes, &Policy::default()));
+    let elapsed = started.elapsed();
+    println!(
+        "{} frames in {} bytes: {elapsed:?}",
+        empty_frames + 1,
+        bytes.len()
+    );
+    let processed = result.unwrap();
+    assert_eq!(processed.source.frames as usize, empty_frames + 1);
+    assert!(peak < 4 * MIB, "peak {} KiB", peak / 1024);
+    // The issue's bound: "a frame bomb must still cost milliseconds".
+    assert!(
+        elapsed < std::time::Duration::from_millis(500),
+        "{elapsed:?}"
     );
 }
 

@@ -224,7 +224,9 @@ fn signed(input: &mut Input<'_>, rs256: bool) {
         true
     };
     let token_ok = exp_ok && signature_ok && claims_ok && crate::valid_id(&sub);
-    let is_service = !has(2) && scope.split(' ').any(|s| s == SERVICE_SCOPE);
+    // The identity provider's tokens never carry the service scope here: the harness's
+    // JWKS authenticator does not trust it (`IMGSVC_JWKS_SERVICE_SCOPE` off).
+    let is_service = !rs256 && !has(2) && scope.split(' ').any(|s| s == SERVICE_SCOPE);
     // What the extractor reads: the header as visible ASCII, else a 400 before any check.
     let delegate_id = headers.get(ON_BEHALF_OF).and_then(|v| v.to_str().ok());
 

@@ -42,7 +42,12 @@ pub fn parse(body: &[u8]) -> Result<(bytes::Bytes, imgsvc_lambda::upload::Upload
             let multipart = Multipart::from_request(request, &())
                 .await
                 .unwrap_or_else(|e| panic!("a multipart request was rejected: {e:?}"));
-            imgsvc_lambda::api::read_upload_fields(multipart, FILE_LIMIT).await
+            imgsvc_lambda::api::read_upload_fields(
+                multipart,
+                FILE_LIMIT,
+                &imgsvc_lambda::api::FormLimits::default(),
+            )
+            .await
         })
     })
 }

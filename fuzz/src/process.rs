@@ -9,13 +9,15 @@
 
 use imgsvc_core::{DISPLAY_MAX_SIDE, Policy, ProcessError, THUMBNAIL_SIDE};
 
-/// The fuzzing policy: the service's defaults tightened to a 1 Mpx, 256 KiB world.
+/// The fuzzing policy: the service's defaults tightened to a 1 Mpx, 256 KiB world. The
+/// frame count is the service's (no limit: frames are counted without decoding them), so
+/// the fuzzer exercises the same count the service runs.
 pub fn policy() -> Policy {
     Policy::default().tightened_by(Policy {
         max_input_bytes: 256 * 1024,
         max_side: 4096,
         max_pixels: 1 << 20,
-        max_frames: 16,
+        max_frames: Policy::DEFAULT_MAX_FRAMES,
         max_alloc_bytes: 64 << 20,
     })
 }

@@ -75,6 +75,9 @@ pub struct Authenticator {
     public_keys: Vec<PublicKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Whether the identity provider may grant the service scope (its JWKS-signed tokens and
+    /// the trusted authorizer's claims); otherwise only the service's own tokens can.
+    idp_service_scope: bool,
 }
 
 impl Authenticator {
@@ -86,7 +89,23 @@ impl Authenticator {
             public_keys: Vec::new(),
             issuer: None,
             audience: None,
+            idp_service_scope: false,
         }
+    }
+
+    /// Let the identity provider grant the `images:service` scope
+    /// (`IMGSVC_JWKS_SERVICE_SCOPE`): off by default, because whoever administers the
+    /// provider (or a misconfigured client there) would otherwise hold every user's images.
+    #[must_use]
+    pub fn trusting_jwks_service_scope(mut self, trust: bool) -> Authenticator {
+        self.idp_service_scope = trust;
+        self
+    }
+
+    /// Whether the identity provider's service scope counts (see
+    /// `trusting_jwks_service_scope`).
+    pub fn trusts_jwks_service_scope(&self) -> bool {
+        self.idp_service_scope
     }
 
     /// Also accept tokens signed by the keys of `jwks` (an identity provider's key set),
@@ -140,21 +159,24 @@ impl Authenticator {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         validation
     }
 
-    /// Verify an `Authorization` header value.
+    /// Verify an `Authorization` header value: `Bearer`, in any case (RFC 9110 11.1), then
+    /// one or more spaces and the token.
     pub fn verify(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(AuthError::Missing)?
-            .trim();
+        let (scheme, token) = header.split_once(' ').ok_or(AuthError::Missing)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Missing);
+        }
+        let token = token.trim();
         let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
-        let claims = if header.alg == Algorithm::HS256 {
+        let own_token = header.alg == Algorithm::HS256;
+        let claims = if own_token {
             jsonwebtoken::decode::<Claims>(
                 token,
                 &self.decoding,
@@ -167,13 +189,13 @@ impl Authenticator {
         };
         let user_id =
             validate_id("sub", &claims.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
-        let is_service = claims
+        let has_service_scope = claims
             .scope
             .as_deref()
             .is_some_and(|s| s.split(' ').any(|scope| scope == SERVICE_SCOPE));
         Ok(Caller {
             user_id,
-            is_service,
+            is_service: has_service_scope && (own_token || self.idp_service_scope),
         })
     }
 
@@ -346,6 +368,90 @@ mod tests {
             plain
                 .verify(Some(&rs256(Some("test-key-1"), &good)))
                 .is_err()
+        );
+    }
+
+    fn idp() -> Authenticator {
+        let jwks: JwkSet = serde_json::from_str(JWKS).unwrap();
+        Authenticator::hs256(b"secret-one")
+            .with_jwks(&jwks, Some("https://idp.example".into()), None)
+            .unwrap()
+    }
+
+    /// Issue 17 item 10: `nbf` was not enforced (RFC 7519 4.1.5).
+    #[test]
+    fn tokens_not_yet_valid_are_refused() {
+        let auth = idp();
+        let claims = |nbf: u64| serde_json::json!({"sub": "carol", "exp": now() + 7200, "nbf": nbf, "iss": "https://idp.example"});
+        let early = auth.verify(Some(&rs256(Some("test-key-1"), &claims(now() + 3600))));
+        assert!(matches!(early, Err(AuthError::Invalid(_))), "{early:?}");
+        // Within the 30 s leeway, and in the past: fine.
+        for nbf in [now() + 5, now() - 60] {
+            assert!(
+                auth.verify(Some(&rs256(Some("test-key-1"), &claims(nbf))))
+                    .is_ok()
+            );
+        }
+        // The service's own tokens too.
+        let local = Authenticator::hs256(b"secret-one");
+        let early = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "alice", "exp": now() + 7200, "nbf": now() + 3600}),
+            &EncodingKey::from_secret(b"secret-one"),
+        )
+        .unwrap();
+        assert!(local.verify(Some(&format!("Bearer {early}"))).is_err());
+    }
+
+    /// Issue 17 item 10: the scheme is case-insensitive (RFC 9110 11.1), and separated from
+    /// the token by one or more spaces.
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let auth = Authenticator::hs256(b"secret-one");
+        let token = auth.issue("alice", false, now(), 60).unwrap();
+        for header in [
+            format!("Bearer {token}"),
+            format!("bearer {token}"),
+            format!("BEARER {token}"),
+            format!("bEaReR   {token} "),
+        ] {
+            assert_eq!(
+                auth.verify(Some(&header)).unwrap().user_id,
+                "alice",
+                "{header}"
+            );
+        }
+        for header in [
+            format!("Basic {token}"),
+            format!("Bearer{token}"),
+            "Bearer".into(),
+        ] {
+            assert!(auth.verify(Some(&header)).is_err(), "{header}");
+        }
+    }
+
+    /// Issue 17 item 12: an identity provider's token with the service scope became a
+    /// service caller. That scope is only honoured on the service's own tokens, unless the
+    /// deployment says the provider may grant it.
+    #[test]
+    fn the_service_scope_from_a_jwks_token_needs_configuration() {
+        let claims = serde_json::json!({
+            "sub": "carol", "exp": now() + 600, "iss": "https://idp.example",
+            "scope": "openid images:service"
+        });
+        let token = rs256(Some("test-key-1"), &claims);
+        let caller = idp().verify(Some(&token)).unwrap();
+        assert_eq!(caller.user_id, "carol");
+        assert!(!caller.is_service);
+        let trusting = idp().trusting_jwks_service_scope(true);
+        assert!(trusting.verify(Some(&token)).unwrap().is_service);
+        // The service's own service tokens are services either way.
+        let own = idp().issue("migrator", true, now(), 60).unwrap();
+        assert!(
+            idp()
+                .verify(Some(&format!("Bearer {own}")))
+                .unwrap()
+                .is_service
         );
     }
 

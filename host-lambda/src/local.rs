@@ -18,8 +18,14 @@ use crate::store::s3::{S3BlobStore, S3Staging};
 use crate::store::sqlite::SqliteMetadataStore;
 use crate::store::{BlobStore, MetadataStore, UploadStaging};
 
+/// Hex characters of a generated secret: 32 random bytes.
+const SECRET_HEX_CHARS: usize = 64;
+
 /// The local server's secret: `IMGSVC_JWT_SECRET` if set, else `{data_dir}/secret`,
-/// generated (32 random bytes, hex, mode 0600) the first time.
+/// generated (32 random bytes, hex, mode 0600) the first time. An existing file must hold
+/// the generated form (at least 64 hex characters, i.e. 32 bytes of entropy): an empty or
+/// short one — a write cut short, a hand edit — would let anyone sign service tokens, so
+/// it refuses to start instead.
 pub fn secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(secret) = std::env::var("IMGSVC_JWT_SECRET") {
         anyhow::ensure!(
@@ -30,34 +36,84 @@ pub fn secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     }
     let path = data_dir.join("secret");
     match std::fs::read_to_string(&path) {
-        Ok(existing) => return Ok(existing.trim().as_bytes().to_vec()),
+        Ok(existing) => {
+            let existing = existing.trim();
+            anyhow::ensure!(
+                existing.len() >= SECRET_HEX_CHARS
+                    && existing.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{} is not a generated secret (at least {SECRET_HEX_CHARS} hex characters): \
+                 remove it to generate a new one (tokens signed with the old one stop working), \
+                 or set IMGSVC_JWT_SECRET",
+                path.display()
+            );
+            return Ok(existing.as_bytes().to_vec());
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let mut raw = [0u8; 32];
+    create_private_dir(data_dir)?;
+    let mut raw = [0u8; SECRET_HEX_CHARS / 2];
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &hex).with_context(|| format!("writing {}", path.display()))?;
-    Ok(hex.into_bytes())
+    let written = write_private_with(&path, |file| {
+        use std::io::Write;
+        file.write_all(hex.as_bytes())
+    });
+    match written {
+        Ok(()) => Ok(hex.into_bytes()),
+        // Another process (`imgsvc token` beside a first `serve`) generated it meanwhile:
+        // that one is the secret.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => secret(data_dir),
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
+/// The data dir (and any missing parent) created private: 0700 on Unix. An existing
+/// directory is left as the operator made it.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+/// Write a new private file (0600 on Unix) whole or not at all: `write` fills a temporary
+/// file beside it, which is synced, then linked to `path` — a rename that refuses to
+/// replace an existing file — and its temporary name removed. A failed write (disk full)
+/// never leaves a partial or empty file at `path`.
+fn write_private_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    let mut temporary_name = file_name.to_owned();
+    temporary_name.push(format!(".tmp-{}", ulid::Ulid::new()));
+    let temporary = path.with_file_name(temporary_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temporary).and_then(|mut file| {
+        write(&mut file)?;
+        file.sync_all()
+    });
+    // A hard link fails if `path` exists (two first starts racing): the first secret wins
+    // and nobody overwrites it.
+    let placed = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    placed?;
+    if let Some(parent) = path.parent() {
+        // The new name is durable once the directory is synced.
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// A key for one purpose, derived from the secret so purposes never share a key.
@@ -157,6 +213,8 @@ pub async fn state_with(
     let url_signer = Arc::new(UrlSigner::new(&derive_key(&secret, "upload-url")));
     let adapters = match storage {
         Storage::Embedded => {
+            // Records, objects and the secret are nobody else's business.
+            create_private_dir(data_dir)?;
             let objects: PathBuf = data_dir.join("objects");
             let blobs = FsBlobStore::open(&objects)
                 .await
@@ -218,6 +276,8 @@ pub async fn state_with(
         uploads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_INFLIGHT_UPLOADS)),
         processor: Arc::new(crate::processor::Processor::Native),
         limits: crate::api::Limits::default(),
+        max_json_body_bytes: crate::api::DEFAULT_MAX_JSON_BODY_BYTES,
+        form_limits: crate::api::FormLimits::default(),
     })
 }
 
@@ -317,5 +377,50 @@ mod tests {
         assert_eq!(shown, "1500ms");
         let slow = sqlx::query("SELECT pg_sleep(3)").execute(&pool).await;
         assert!(slow.is_err(), "a 3 s statement outlived a 1.5 s timeout");
+    }
+
+    /// Issue 17 item 7: any existing `secret` file was used, trimmed, whatever its length (an
+    /// empty one too): anyone could then sign service tokens.
+    #[test]
+    fn a_secret_file_not_in_the_generated_form_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let too_short = "ab".repeat(31);
+        let not_hex = "g".repeat(64);
+        for bad in ["", "\n", "short", too_short.as_str(), not_hex.as_str()] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(secret(dir.path()).is_err(), "{bad:?} accepted");
+        }
+        let good = "0123456789abcdef".repeat(4);
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        assert_eq!(secret(dir.path()).unwrap(), good.as_bytes());
+    }
+
+    /// Issue 17 item 7: the secret file was created first and written after, so a failed
+    /// write (disk full) left an empty secret behind.
+    #[test]
+    fn a_secret_is_written_whole_or_not_at_all() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let failed = write_private_with(&path, |file| {
+            file.write_all(b"0123")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert!(!path.exists(), "a partial secret was left behind");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // Generated: whole, in the generated form, and read back the same.
+        let first = secret(dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert!(first.iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(secret(dir.path()).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

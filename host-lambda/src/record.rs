@@ -143,6 +143,8 @@ pub enum FieldError {
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_CHARS: usize = 50;
+/// Entries of a tag list before trimming and de-duplication (see `validate_tags`).
+pub const MAX_TAG_ENTRIES: usize = 100;
 pub const MAX_ID_CHARS: usize = 128;
 
 /// A title: trimmed, no control characters, at most 200 characters; empty means none.
@@ -161,12 +163,22 @@ pub fn validate_title(raw: &str) -> Result<Option<String>, FieldError> {
 }
 
 /// Tags: trimmed, empty ones dropped, duplicates removed (first kept), each at most 50
-/// characters, at most 20.
+/// characters, at most 20. Linear, and it stops at the first entry past a limit: the 21st
+/// distinct tag, or the 101st entry of any kind (empties and duplicates are forgiven only up
+/// to `MAX_TAG_ENTRIES`), so a hostile list costs no more than a valid one.
 pub fn validate_tags<'a>(
     raw: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<String>, FieldError> {
+    let too_many = FieldError::TooManyTags { max: MAX_TAGS };
     let mut tags: Vec<String> = Vec::new();
-    for tag in raw.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+    for (entry, tag) in raw.into_iter().enumerate() {
+        if entry >= MAX_TAG_ENTRIES {
+            return Err(too_many);
+        }
+        let tag = tag.trim();
+        if tag.is_empty() {
+            continue;
+        }
         if tag.chars().any(char::is_control) {
             return Err(FieldError::BadCharacters { field: "tags" });
         }
@@ -176,12 +188,13 @@ pub fn validate_tags<'a>(
                 max: MAX_TAG_CHARS,
             });
         }
+        // At most 20 kept: a scan of them is cheaper than hashing.
         if !tags.iter().any(|t| t == tag) {
+            if tags.len() == MAX_TAGS {
+                return Err(too_many);
+            }
             tags.push(tag.to_owned());
         }
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(FieldError::TooManyTags { max: MAX_TAGS });
     }
     Ok(tags)
 }
@@ -226,6 +239,39 @@ mod tests {
         let many: Vec<String> = (0..21).map(|i| i.to_string()).collect();
         assert!(validate_tags(many.iter().map(String::as_str)).is_err());
         assert!(validate_tags(["x".repeat(51).as_str()]).is_err());
+    }
+
+    /// Issue 17 item 1: validation was O(N²) and counted only at the end (64,000 tags: 6.2 s
+    /// of CPU). Refused at the 21st distinct tag, or past the raw entry bound, having
+    /// looked at no more than that.
+    #[test]
+    fn long_tag_lists_are_refused_without_reading_them_whole() {
+        use std::cell::Cell;
+        let seen = Cell::new(0usize);
+        let distinct = (0..1_000_000).map(|i| {
+            seen.set(seen.get() + 1);
+            Box::leak(format!("t{i}").into_boxed_str()) as &str
+        });
+        assert_eq!(
+            validate_tags(distinct.take(50_000)),
+            Err(FieldError::TooManyTags { max: MAX_TAGS })
+        );
+        assert_eq!(seen.get(), MAX_TAGS + 1);
+        // The same tag over and over (or empty entries) is bounded by the raw count.
+        seen.set(0);
+        let repeated = std::iter::repeat_with(|| {
+            seen.set(seen.get() + 1);
+            "same"
+        });
+        assert_eq!(
+            validate_tags(repeated.take(1_000_000)),
+            Err(FieldError::TooManyTags { max: MAX_TAGS })
+        );
+        assert_eq!(seen.get(), MAX_TAG_ENTRIES + 1);
+        // Up to the bound, duplicates and empties are still forgiven.
+        let mut forgiven = vec!["a"; MAX_TAG_ENTRIES - 1];
+        forgiven.push("b");
+        assert_eq!(validate_tags(forgiven).unwrap(), ["a", "b"]);
     }
 
     #[test]

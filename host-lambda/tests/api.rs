@@ -1078,14 +1078,17 @@ async fn every_documented_operation_is_routed() {
                 .send()
                 .await
                 .unwrap();
-            // A route that does not exist gets axum's bare 404/405; ours always answer with
-            // a body (the resource or a problem+json).
+            // A route that does not exist gets the router's own 404 `route_not_found` (or
+            // 405 `method_not_allowed`); ours answer with the resource or another problem.
             let status = response.status();
             let body = response.bytes().await.unwrap();
+            let code = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|problem| problem["code"].as_str().map(str::to_owned));
             assert!(
                 status != StatusCode::METHOD_NOT_ALLOWED
-                    && !(status == StatusCode::NOT_FOUND && body.is_empty()),
-                "{method} {path}: {status}"
+                    && code.as_deref() != Some("route_not_found"),
+                "{method} {path}: {status} {code:?}"
             );
         }
     }
@@ -1645,4 +1648,490 @@ async fn metrics_count_requests_per_operation_and_status() {
     ] {
         assert!(text.contains(&expected), "{expected} not in\n{text}");
     }
+}
+
+// --- Issue 17 (the service edge): hostile requests get a quick, typed 4xx -------------
+
+/// One request written by hand, for paths an HTTP client would normalise (`..`, `%00`):
+/// the status, the `Content-Type` and the body.
+async fn raw_get(url: &str, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// A multipart body of `tags` fields, one per tag, with the file last.
+fn form_with_tag_fields(boundary: &str, tags: &[String]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for tag in tags {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"tags\"\r\n\r\n{tag}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\
+             Content-Type: image/jpeg\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&small_jpeg());
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// Issue 17 item 1: tag lists were validated in O(N²) on the async runtime (64,000 tags:
+/// 6.2 s of CPU before the 400). Now refused as soon as they pass the limits: < 50 ms.
+#[tokio::test]
+async fn fifty_thousand_tags_are_refused_within_50_ms() {
+    let server = Server::start(Backend::Embedded).await;
+    let token = server.token("mia");
+    let tags: Vec<String> = (0..50_000).map(|i| format!("tag{i}")).collect();
+    let json_body = serde_json::to_vec(&json!({"tags": tags, "version": 1})).unwrap();
+    // Under the JSON body limit, the tags themselves are what is refused.
+    let fitting: Vec<String> = (0..6_000).map(|i| format!("t{i}")).collect();
+    let fitting = serde_json::to_vec(&json!({"tags": fitting, "version": 1})).unwrap();
+    assert!(fitting.len() < 64 * 1024);
+    let boundary = "edge17boundary";
+    let form = form_with_tag_fields(boundary, &tags);
+    let requests = [
+        (
+            "PATCH /images/{id}",
+            server
+                .client
+                .patch(format!("{}/images/01NOSUCHIMAGE", server.url))
+                .header("content-type", "application/json")
+                .body(json_body.clone()),
+        ),
+        (
+            "PATCH /images/{id} (6,000 tags)",
+            server
+                .client
+                .patch(format!("{}/images/01NOSUCHIMAGE", server.url))
+                .header("content-type", "application/json")
+                .body(fitting),
+        ),
+        (
+            "POST /uploads/{id}/complete",
+            server
+                .client
+                .post(format!("{}/uploads/01NOSUCHUPLOAD/complete", server.url))
+                .header("content-type", "application/json")
+                .body(json_body.clone()),
+        ),
+        (
+            "POST /images",
+            server
+                .client
+                .post(format!("{}/images", server.url))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(form),
+        ),
+    ];
+    for (operation, request) in requests {
+        let started = std::time::Instant::now();
+        let response = request.bearer_auth(&token).send().await.unwrap();
+        let elapsed = started.elapsed();
+        let status = response.status();
+        println!("{operation}: {status} in {elapsed:?}");
+        assert!(status.is_client_error(), "{operation}: {status}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{operation}"
+        );
+        assert!(
+            elapsed < std::time::Duration::from_millis(50),
+            "{operation}: {status} after {elapsed:?}"
+        );
+    }
+}
+
+/// Issue 17 item 8: `/files/{key}` with `..`, NUL, a directory or a 5,000-character name
+/// answered 503 `store_unavailable` (and logged an ERROR): anyone could raise the 5xx
+/// alarm. A key that can't name an object is simply not found.
+async fn invalid_file_keys_are_not_found(backend: Backend) {
+    let server = Server::start(backend).await;
+    // An upload, so that `images/kim/` exists (a directory on the embedded store).
+    let created = server.upload("kim", small_jpeg(), &[]).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let long = format!("/files/images/{}", "a".repeat(5_000));
+    for path in [
+        "/files/images/../secret",
+        "/files/images/kim/../../secret",
+        "/files/images/a%00b.webp",
+        "/files/images/kim",
+        "/files/images/kim/",
+        "/files/images/kim/thumbnails",
+        "/files/images//kim",
+        "/files/images/./kim",
+        long.as_str(),
+    ] {
+        let (status, content_type, body) = raw_get(&server.url, path).await;
+        let label = &path[..path.len().min(40)];
+        assert_eq!(status, 404, "{label}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{label}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["code"], "not_found", "{label}");
+    }
+}
+
+/// Issue 17 item 9: the framework's own rejections were `text/plain`. Every error is
+/// `application/problem+json` with a `code`.
+#[tokio::test]
+async fn framework_rejections_are_problems_with_a_code() {
+    let server = Server::start(Backend::Embedded).await;
+    let token = server.token("noa");
+    let url = &server.url;
+    let client = &server.client;
+    let no_boundary = client
+        .post(format!("{url}/images"))
+        .bearer_auth(&token)
+        .header("content-type", "multipart/form-data")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    problem(no_boundary, StatusCode::BAD_REQUEST, "invalid_multipart").await;
+    let not_multipart = client
+        .post(format!("{url}/images"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(not_multipart, StatusCode::BAD_REQUEST, "invalid_multipart").await;
+    problem(
+        server.get("noa", "/images?colour=red").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+    let huge_patch = client
+        .patch(format!("{url}/images/01NOSUCHIMAGE"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    problem(huge_patch, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+    let unsigned = client
+        .put(format!(
+            "{url}/staging/uploads/noa/01NOSUCH?expires=1&size=1"
+        ))
+        .header("content-type", "image/jpeg")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    problem(unsigned, StatusCode::FORBIDDEN, "invalid_signature").await;
+    let no_route = client
+        .get(format!("{url}/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    problem(no_route, StatusCode::NOT_FOUND, "route_not_found").await;
+    let wrong_method = client
+        .put(format!("{url}/images"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    problem(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    // A path parameter that is not UTF-8 once decoded.
+    let (status, content_type, _) = raw_get(url, "/files/images/%FF").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (400, "application/problem+json")
+    );
+}
+
+/// Issue 17 item 10: `If-Match: *` matches any current representation (RFC 9110 13.1.1);
+/// it was a 400.
+async fn if_match_star_matches_the_current_version(backend: Backend) {
+    let server = Server::start(backend).await;
+    let record: Value = server
+        .upload("olga", small_jpeg(), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = record["id"].as_str().unwrap();
+    let updated = server
+        .client
+        .patch(format!("{}/images/{id}", server.url))
+        .bearer_auth(server.token("olga"))
+        .header("if-match", "*")
+        .json(&json!({"title": "any version"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    let updated: Value = updated.json().await.unwrap();
+    assert_eq!(
+        (updated["title"].as_str(), updated["version"].as_u64()),
+        (Some("any version"), Some(2))
+    );
+    // `*` still needs a current representation: absent → 404, as without it.
+    let absent = server
+        .client
+        .patch(format!("{}/images/01NOSUCHIMAGE", server.url))
+        .bearer_auth(server.token("olga"))
+        .header("if-match", "*")
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
+    problem(absent, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+/// Issue 17 item 10: the authentication scheme is case-insensitive (RFC 9110 11.1).
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let server = Server::start(Backend::Embedded).await;
+    let token = server.token("pia");
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = server
+            .client
+            .get(format!("{}/images", server.url))
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+}
+
+/// Issue 17 item 11: a client's `X-Request-Id` was logged verbatim (4 KB accepted). Only a
+/// short printable id is kept; anything else is replaced by a fresh one.
+#[tokio::test]
+async fn only_a_short_printable_request_id_reaches_the_log() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    // A current-thread test runtime: the server's tasks log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = Server::start(Backend::Embedded).await;
+    let long = "r".repeat(4096);
+    let ids = [
+        ("good-id_1.2:3", true),
+        (long.as_str(), false),
+        ("has space", false),
+        ("quote\"and{brace}", false),
+        ("", false),
+    ];
+    for (id, _) in ids {
+        server
+            .client
+            .get(format!("{}/health", server.url))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("GET /health"))
+        .filter_map(|line| line.split("requestId=").nth(1))
+        .map(|rest| rest.split([' ', '}']).next().unwrap())
+        .collect();
+    assert_eq!(logged.len(), ids.len(), "{log}");
+    for ((sent, kept), logged) in ids.iter().zip(&logged) {
+        if *kept {
+            assert_eq!(logged, sent);
+        } else {
+            assert!(
+                logged.len() == 26 && ulid::Ulid::from_string(logged).is_ok(),
+                "{sent:.40} logged as {logged:.40}"
+            );
+        }
+    }
+}
+
+/// Issue 17 item 13: the data dir was created 0755 and `imgsvc.sqlite` 0644.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let sdk = aws_sdk_config().await;
+    let _state =
+        imgsvc_lambda::local::state_with(&data, "http://127.0.0.1:1", &Storage::Embedded, &sdk)
+            .await
+            .unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data dir");
+    assert_eq!(mode(&data.join("imgsvc.sqlite")), 0o600, "database");
+    assert_eq!(mode(&data.join("secret")), 0o600, "secret");
+}
+
+/// Issue 17 item 14: idempotency entries were never deleted. Expired SQLite rows are
+/// removed as reservations come in; DynamoDB's table has TTL on `expiresAt`.
+async fn expired_idempotency_entries_are_deleted(backend: Backend) {
+    let server = Server::start(backend).await;
+    let store = &server.state.metadata;
+    for key in ["a", "b", "c"] {
+        store
+            .reserve_idempotency("u", key, "f", 1_000, 2_000, 2_000)
+            .await
+            .unwrap();
+    }
+    store.complete_idempotency("u", "a", "{}").await.unwrap();
+    // A day later, the next reservation sweeps the expired entries away.
+    store
+        .reserve_idempotency("u", "d", "f", 90_000, 180_000, 90_300)
+        .await
+        .unwrap();
+    match backend {
+        Backend::Embedded => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(server.data.path().join("imgsvc.sqlite"));
+            let mut connection = sqlx::ConnectOptions::connect(&options).await.unwrap();
+            let keys: Vec<(String,)> = sqlx::query_as("SELECT key FROM idempotency ORDER BY key")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(keys, [("d".to_owned(),)]);
+        }
+        Backend::Aws => {
+            let (_, table) = server.s3.as_ref().unwrap();
+            let ttl = aws_sdk_dynamodb::Client::new(&aws_sdk_config().await)
+                .describe_time_to_live()
+                .table_name(table)
+                .send()
+                .await
+                .unwrap();
+            let description = ttl.time_to_live_description().unwrap();
+            assert_eq!(description.attribute_name(), Some("expiresAt"));
+            assert_eq!(
+                description.time_to_live_status(),
+                Some(&aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled)
+            );
+        }
+    }
+}
+
+on_both_backends!(
+    invalid_file_keys_are_not_found,
+    if_match_star_matches_the_current_version,
+    expired_idempotency_entries_are_deleted,
+);
+
+/// Issue 17 item 1: the request limits (`IMGSVC_MAX_JSON_BODY_BYTES`,
+/// `IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`) are the state's.
+#[tokio::test]
+async fn the_request_limits_are_configurable() {
+    let server = Server::start_with(Backend::Embedded, |mut state| {
+        state.max_json_body_bytes = 1024;
+        state.form_limits = imgsvc_lambda::api::FormLimits {
+            parts: 4,
+            text_bytes: 2048,
+        };
+        state
+    })
+    .await;
+    let tags: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+    let form = |tags: &[String]| {
+        server
+            .client
+            .post(format!("{}/images", server.url))
+            .bearer_auth(server.token("quinn"))
+            .header("content-type", "multipart/form-data; boundary=b0und")
+            .body(form_with_tag_fields("b0und", tags))
+            .send()
+    };
+    problem(
+        form(&tags).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_multipart",
+    )
+    .await;
+    assert_eq!(
+        form(&tags[..3]).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let long = vec!["x".repeat(1500), "y".repeat(1500)];
+    let refused = problem(
+        form(&long).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    )
+    .await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("2048"),
+        "{refused}"
+    );
+    let patch = |body: Vec<u8>| {
+        server
+            .client
+            .patch(format!("{}/images/01NOSUCHIMAGE", server.url))
+            .bearer_auth(server.token("quinn"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let title = "x".repeat(1100);
+    let over = serde_json::to_vec(&json!({"title": title, "version": 1})).unwrap();
+    let body = problem(
+        patch(over).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("1024"), "{body}");
+    // Under it, the request goes on to the handler (no such image).
+    let under = serde_json::to_vec(&json!({"title": "x", "version": 1})).unwrap();
+    problem(
+        patch(under).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }

@@ -8,7 +8,7 @@ export interface Limits {
   maxSide?: number;
   /** Largest accepted width × height (default 64 000 000). */
   maxPixels?: number;
-  /** Most animation frames accepted (default 256). */
+  /** Most animation frames accepted (default: no limit; frames are counted, only the first is decoded). */
   maxFrames?: number;
   /** Cap on any single decoder allocation in bytes (default 512 MiB). */
   maxAllocBytes?: number;

@@ -106,6 +106,60 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The code of an error the framework answered by itself (a bare or `text/plain` response:
+/// no route, a method the route lacks, an extractor's rejection).
+fn bare_error_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "route_not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "too_many_requests",
+        431 => "headers_too_large",
+        503 => "unavailable",
+        _ if status.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// Most of a bare error's text kept as the problem's `detail`.
+const BARE_DETAIL_BYTES: usize = 1024;
+
+/// `map_response` middleware: an error response that is not already a problem (no
+/// `Content-Type`, or `text/plain` — what axum and tower-http answer with) becomes one,
+/// keeping its status, its other headers (`Allow`, `Retry-After`, …) and its text as the
+/// `detail`. Responses with a body of their own (JSON `/health`, the preview's HTML) stay.
+pub async fn bare_errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    let bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !bare {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BARE_DETAIL_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut problem = ApiError::new(status, bare_error_code(status), detail).into_response();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    problem.headers_mut().extend(parts.headers);
+    problem
+}
+
 /// The core's refusals: bombs are 422, formats 415, not-images and broken files 400.
 impl From<ProcessError> for ApiError {
     fn from(error: ProcessError) -> ApiError {

@@ -19,6 +19,31 @@ use crate::upload::{self, UploadFields};
 /// Longest accepted text field in an upload form (title, tags, albumId), in bytes.
 const MAX_TEXT_FIELD_BYTES: usize = 8 * 1024;
 
+/// Bounds on an upload form's parts, checked as they arrive so a hostile form is refused
+/// before the rest of it is read (`IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormLimits {
+    /// Most parts: the default 128 fits the file, title, albumId and one `tags` field per
+    /// tag entry (`record::MAX_TAG_ENTRIES`).
+    pub parts: usize,
+    /// Most bytes of text fields, all together (each is also at most 8 KiB).
+    pub text_bytes: usize,
+}
+
+impl FormLimits {
+    pub const DEFAULT_PARTS: usize = 128;
+    pub const DEFAULT_TEXT_BYTES: usize = 64 * 1024;
+}
+
+impl Default for FormLimits {
+    fn default() -> Self {
+        FormLimits {
+            parts: Self::DEFAULT_PARTS,
+            text_bytes: Self::DEFAULT_TEXT_BYTES,
+        }
+    }
+}
+
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return too_large_body();
@@ -26,6 +51,33 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
     ApiError::from_body_error(&error, || {
         ApiError::bad_request("invalid_multipart", error.body_text())
     })
+}
+
+/// A multipart body axum could not even start on (no boundary, not multipart at all).
+pub(super) fn multipart_rejection(
+    rejection: axum::extract::multipart::MultipartRejection,
+) -> ApiError {
+    ApiError::bad_request("invalid_multipart", rejection.body_text())
+}
+
+/// A query string that does not parse into the operation's parameters.
+pub(super) fn query_rejection(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", rejection.body_text())
+}
+
+/// A JSON request body that could not be read: over `limit` (413), or broken.
+pub(super) fn body_rejection(
+    rejection: axum::extract::rejection::BytesRejection,
+    limit: usize,
+) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is larger than the {limit}-byte limit"),
+        );
+    }
+    ApiError::bad_request("invalid_body", rejection.body_text())
 }
 
 pub(super) fn too_large_body() -> ApiError {
@@ -46,10 +98,10 @@ pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    multipart: Multipart,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let (bytes, fields) = read_upload_form(&state, multipart).await?;
+    let (bytes, fields) = read_upload_form(&state, multipart.map_err(multipart_rejection)?).await?;
     create_with_idempotency(&state, &caller, idempotency_key, bytes, fields).await
 }
 
@@ -191,19 +243,31 @@ pub(super) async fn read_upload_form(
     multipart: Multipart,
 ) -> Result<(Bytes, UploadFields), ApiError> {
     let limit = usize::try_from(state.policy.max_input_bytes).unwrap_or(usize::MAX);
-    read_upload_fields(multipart, limit).await
+    read_upload_fields(multipart, limit, &state.form_limits).await
 }
 
 /// The fields of an upload form (`file`, `albumId`, `title`, `tags`), validated, with the
-/// file refused once it passes `limit` bytes. No state: the fuzz target drives it directly.
+/// file refused once it passes `limit` bytes. Every repeated part is bounded as it arrives
+/// (`form`'s parts and text bytes, `record::MAX_TAG_ENTRIES` tag entries), so a hostile form
+/// is refused before the rest of it is read. No state: the fuzz target drives it directly.
 pub async fn read_upload_fields(
     mut multipart: Multipart,
     limit: usize,
+    form: &FormLimits,
 ) -> Result<(Bytes, UploadFields), ApiError> {
     let mut file: Option<Bytes> = None;
     let mut fields = UploadFields::default();
     let mut raw_tags: Vec<String> = Vec::new();
+    let mut parts = 0usize;
+    let mut text_bytes = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        parts += 1;
+        if parts > form.parts {
+            return Err(ApiError::bad_request(
+                "invalid_multipart",
+                format!("the form has more than {} parts", form.parts),
+            ));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
             if file.is_some() {
@@ -231,6 +295,16 @@ pub async fn read_upload_fields(
                     format!("{name} is too long"),
                 ));
             }
+            text_bytes += chunk.len();
+            if text_bytes > form.text_bytes {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    format!(
+                        "the form's text fields are longer than {} bytes",
+                        form.text_bytes
+                    ),
+                ));
+            }
             text.extend_from_slice(&chunk);
         }
         let text = String::from_utf8(text)
@@ -242,7 +316,15 @@ pub async fn read_upload_fields(
             "albumId" => {}
             "title" => fields.title = record::validate_title(&text)?,
             // Repeated `tags` fields, or one comma-separated field.
-            "tags" => raw_tags.extend(text.split(',').map(str::to_owned)),
+            "tags" => {
+                raw_tags.extend(text.split(',').map(str::to_owned));
+                if raw_tags.len() > record::MAX_TAG_ENTRIES {
+                    return Err(record::FieldError::TooManyTags {
+                        max: record::MAX_TAGS,
+                    }
+                    .into());
+                }
+            }
             other => {
                 return Err(ApiError::bad_request(
                     "invalid_field",
@@ -345,8 +427,9 @@ impl ListParams {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(query_rejection)?;
     let (limit, album_id, after) = params.validated(&state, &caller)?;
     // One extra row tells whether another page exists.
     let items = state
@@ -392,17 +475,24 @@ pub(super) fn page(
 }
 
 /// `PATCH /images/{id}`: `title`, `tags`, `albumId`; the current `version` in the body or
-/// in `If-Match`.
+/// in `If-Match` (`If-Match: *` matches whatever version is current, RFC 9110 13.1.1).
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| body_rejection(r, state.max_json_body_bytes))?;
     let (edit, body_version) = parse_patch(&body)?;
-    let expected = expected_version(body_version, &headers)?;
+    let any_version = if_match_any(&headers);
+    let expected = if any_version {
+        body_version
+    } else {
+        Some(expected_version(body_version, &headers)?)
+    };
     let current = owned_record(&state, &caller, &id).await?;
+    let expected = expected.unwrap_or(current.version);
     if current.version != expected {
         return Err(crate::store::StoreError::VersionConflict {
             current: current.version,
@@ -412,6 +502,14 @@ pub async fn update(
     let next = current.edited(&edit, &record::now());
     state.metadata.update(&next, expected).await?;
     Ok(([(header::ETAG, version_etag(&next))], Json(next)).into_response())
+}
+
+/// `If-Match: *`: any current representation matches.
+pub fn if_match_any(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*")
 }
 
 /// The version a PATCH expects: from the body or `If-Match` (which must agree); 428 when

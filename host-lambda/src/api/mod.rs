@@ -6,7 +6,7 @@ mod files;
 pub mod gallery;
 mod images;
 // The request parsers, for the fuzz targets (fuzz/).
-pub use images::{expected_version, parse_patch, read_upload_fields};
+pub use images::{FormLimits, expected_version, parse_patch, read_upload_fields};
 pub mod observe;
 mod preview;
 pub mod uploads;
@@ -24,8 +24,15 @@ use crate::store::{BlobStore, MetadataStore, UploadStaging};
 use cursor::CursorCodec;
 use error::ApiError;
 
-/// Room for multipart framing and the small text fields around a maximal file.
-const MULTIPART_OVERHEAD: usize = 64 * 1024;
+/// Room for multipart framing (part headers, boundaries) around a maximal file and the
+/// form's text (`FormLimits::text_bytes`).
+const MULTIPART_FRAMING: usize = 64 * 1024;
+
+/// Default largest JSON request body (`PATCH`, `POST /uploads`, `complete`;
+/// `IMGSVC_MAX_JSON_BODY_BYTES`). The largest valid one — a 200-character title, 20 tags of
+/// 50 characters and an album id, every character `\u`-escaped — is under 8 KiB; axum's
+/// default would be 2 MB.
+pub const DEFAULT_MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything a handler can reach: ports, never adapters.
 #[derive(Clone)]
@@ -59,6 +66,10 @@ pub struct AppState {
     pub processor: Arc<crate::processor::Processor>,
     /// Deadlines the handlers apply (README "Limits and timeouts").
     pub limits: Limits,
+    /// Largest JSON request body, in bytes (`IMGSVC_MAX_JSON_BODY_BYTES`).
+    pub max_json_body_bytes: usize,
+    /// Bounds on upload forms' parts (`IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`).
+    pub form_limits: FormLimits,
 }
 
 /// Deadlines the handlers apply; `serve` sets them from its settings.
@@ -99,7 +110,9 @@ impl Default for Limits {
 pub fn router(state: AppState) -> Router {
     let upload_limit = usize::try_from(state.policy.max_input_bytes)
         .unwrap_or(usize::MAX)
-        .saturating_add(MULTIPART_OVERHEAD);
+        .saturating_add(MULTIPART_FRAMING)
+        .saturating_add(state.form_limits.text_bytes);
+    let json_limit = DefaultBodyLimit::max(state.max_json_body_bytes);
     Router::new()
         .route(
             "/images",
@@ -111,12 +124,16 @@ pub fn router(state: AppState) -> Router {
             "/images/{id}",
             get(images::get_one)
                 .patch(images::update)
-                .delete(images::delete),
+                .delete(images::delete)
+                .layer(json_limit),
         )
-        .route("/uploads", axum::routing::post(uploads::create_upload))
+        .route(
+            "/uploads",
+            axum::routing::post(uploads::create_upload).layer(json_limit),
+        )
         .route(
             "/uploads/{id}/complete",
-            axum::routing::post(uploads::complete_upload),
+            axum::routing::post(uploads::complete_upload).layer(json_limit),
         )
         .route("/staging/{*key}", axum::routing::put(uploads::put_staged))
         .route("/files/{*key}", get(files::get_file))
@@ -130,7 +147,8 @@ pub fn router(state: AppState) -> Router {
             "/gallery/images/{id}",
             get(gallery::get_image)
                 .patch(gallery::update_image)
-                .delete(gallery::delete_image),
+                .delete(gallery::delete_image)
+                .layer(json_limit),
         )
         .route("/dual-write/status", get(gallery::status))
         .route("/dual-write/health", get(gallery::health))
@@ -147,6 +165,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
+        ))
+        // Outermost: whatever the framework answers by itself (no route, wrong method, a
+        // body or query its extractors refuse) is a problem+json like every other error.
+        .layer(axum::middleware::map_response(
+            error::bare_errors_as_problems,
         ))
         .with_state(state)
 }
@@ -221,7 +244,12 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let authorized = if state.trust_authorizer {
-            crate::lambda::authorizer_caller(&parts.extensions)
+            // The authorizer's claims are the identity provider's: its service scope counts
+            // only when the deployment says so, as for its JWKS-signed tokens.
+            crate::lambda::authorizer_caller(&parts.extensions).map(|caller| Caller {
+                is_service: caller.is_service && state.auth.trusts_jwks_service_scope(),
+                ..caller
+            })
         } else {
             None
         };

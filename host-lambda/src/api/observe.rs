@@ -211,8 +211,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let request_id = request
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .and_then(client_request_id)
         .or_else(|| lambda_request_id(&request))
         .unwrap_or_else(|| ulid::Ulid::new().to_string());
     // Every log line of the request carries its id and operation; the caller's user id is
@@ -238,6 +237,19 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         tracing::info!(status, outcome, latencyMs = seconds * 1000.0, "request");
     });
     response
+}
+
+/// Longest client `X-Request-Id` kept.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// A client's `X-Request-Id`, if it is one: 1–128 characters of `[A-Za-z0-9._:-]` (ULIDs,
+/// UUIDs, AWS and most tracing ids). Anything else is dropped and a fresh id minted, so a
+/// client can't write 4 KB, quotes or line breaks into every log line of its request.
+pub fn client_request_id(value: &axum::http::HeaderValue) -> Option<String> {
+    let id = value.as_bytes();
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-');
+    ((1..=MAX_REQUEST_ID_CHARS).contains(&id.len()) && id.iter().all(allowed))
+        .then(|| String::from_utf8_lossy(id).into_owned())
 }
 
 fn lambda_request_id(request: &Request) -> Option<String> {

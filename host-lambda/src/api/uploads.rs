@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use sha2::Sha256;
 
 use super::AppState;
 use super::error::ApiError;
-use super::images::{create_with_idempotency, too_large_body};
+use super::images::{body_rejection, create_with_idempotency, too_large_body};
 use crate::auth::Caller;
 use crate::record;
 use crate::store::{Reservation, StagedPut, StoreError, StoredObject, UploadStaging};
@@ -160,8 +161,9 @@ pub struct UploadRequest {
 pub async fn create_upload(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| body_rejection(r, state.max_json_body_bytes))?;
     let request: UploadRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_body",
@@ -234,10 +236,14 @@ pub struct SignedParams {
 pub async fn put_staged(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(params): Query<SignedParams>,
+    params: Result<Query<SignedParams>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
+    // A URL without its signature parameters is an invalid URL, like a tampered one.
+    let Ok(Query(params)) = params else {
+        return Err(invalid_signature());
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -254,11 +260,7 @@ pub async fn put_staged(
         && put.expires_at > now
         && state.url_signer.verify(&put, &params.sig);
     if !valid {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_signature",
-            "the upload URL is invalid or has expired, or the Content-Type is not the one declared",
-        ));
+        return Err(invalid_signature());
     }
     // One PUT per URL: not a second one, nor one after `complete` (which removes the
     // original, and would otherwise let the URL stage again).
@@ -318,6 +320,14 @@ pub async fn put_staged(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn invalid_signature() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+        "the upload URL is invalid or has expired, or the Content-Type is not the one declared",
+    )
+}
+
 /// `POST /uploads/{id}/complete` with optional JSON `{albumId, title, tags}`: process the
 /// staged original with the same checks and response as `POST /images`. The staged
 /// original is removed whatever the outcome; a retry after success replays the result.
@@ -325,8 +335,9 @@ pub async fn complete_upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(upload_id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| body_rejection(r, state.max_json_body_bytes))?;
     let upload_id = record::validate_id("uploadId", &upload_id)?;
     let fields = parse_fields(&body)?;
     let key = staged_key(&caller.user_id, &upload_id);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -48,6 +49,35 @@ pub struct ServeArgs {
     /// Required `aud` of JWKS-signed tokens.
     #[arg(long, env = "IMGSVC_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Let the identity provider grant the `images:service` scope (in its JWKS-signed tokens
+    /// and, with --trust-authorizer, the authorizer's claims). Off: only the service's own
+    /// tokens (`imgsvc token --service`) can act for other users.
+    #[arg(long, env = "IMGSVC_JWKS_SERVICE_SCOPE", default_value_t = false)]
+    pub jwks_service_scope: bool,
+    /// Largest JSON request body (PATCH, POST /uploads, complete), in bytes; larger → 413.
+    #[arg(
+        long,
+        env = "IMGSVC_MAX_JSON_BODY_BYTES",
+        default_value_t = crate::api::DEFAULT_MAX_JSON_BODY_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024).map(|bytes| bytes as usize)
+    )]
+    pub max_json_body_bytes: usize,
+    /// Most parts in an upload form (POST /images); more → 400 invalid_multipart.
+    #[arg(
+        long,
+        env = "IMGSVC_MAX_FORM_PARTS",
+        default_value_t = crate::api::FormLimits::DEFAULT_PARTS,
+        value_parser = clap::value_parser!(u32).range(4..=100_000).map(|parts| parts as usize)
+    )]
+    pub max_form_parts: usize,
+    /// Most bytes of an upload form's text fields, all together; more → 400 invalid_field.
+    #[arg(
+        long,
+        env = "IMGSVC_MAX_FORM_TEXT_BYTES",
+        default_value_t = crate::api::FormLimits::DEFAULT_TEXT_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024).map(|bytes| bytes as usize)
+    )]
+    pub max_form_text_bytes: usize,
     /// The legacy gallery's PostgreSQL (`postgres://…`): serves `/gallery/images…` and the
     /// migration (flags from the environment or IMGSVC_FLAGS_FILE).
     #[arg(long, env = "IMGSVC_LEGACY_DATABASE_URL")]
@@ -156,6 +186,18 @@ pub(super) async fn app_state(
     state.uploads = std::sync::Arc::new(tokio::sync::Semaphore::new(
         usize::try_from(args.limits.max_inflight_uploads).unwrap_or(usize::MAX),
     ));
+    state.max_json_body_bytes = args.max_json_body_bytes;
+    state.form_limits = crate::api::FormLimits {
+        parts: args.max_form_parts,
+        text_bytes: args.max_form_text_bytes,
+    };
+    state.auth = std::sync::Arc::new(
+        state
+            .auth
+            .as_ref()
+            .clone()
+            .trusting_jwks_service_scope(args.jwks_service_scope),
+    );
     state.processor = std::sync::Arc::new(processor);
     if let Some(jwks) = jwks {
         let jwks: jsonwebtoken::jwk::JwkSet =

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
 use super::{ListPosition, ListQuery, MetadataStore, Reservation, StoreError, Tombstone};
@@ -112,8 +112,8 @@ impl DynamoMetadataStore {
         }
     }
 
-    /// Create the table with both GSIs (on-demand). For tests and local emulators; in AWS
-    /// the infrastructure template owns the table.
+    /// Create the table with both GSIs (on-demand) and TTL on `expiresAt`. For tests and
+    /// local emulators; in AWS the infrastructure template owns the table.
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let attribute = |name: &str| {
             AttributeDefinition::builder()
@@ -156,6 +156,21 @@ impl DynamoMetadataStore {
             .key_schema(key("SK", KeyType::Range)?)
             .global_secondary_indexes(index("GSI1", "GSI1PK", "GSI1SK")?)
             .global_secondary_indexes(index("GSI2", "GSI2PK", "GSI2SK")?)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        // Idempotency items expire (DynamoDB deletes them within days of `expiresAt`; reads
+        // already ignore expired ones), as the deployment template's table does.
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expiresAt")
+                    .build()
+                    .map_err(unavailable)?,
+            )
             .send()
             .await
             .map_err(|e| unavailable(e.into_service_error()))?;

@@ -35,6 +35,17 @@ impl FsBlobStore {
     }
 }
 
+/// Errors that say no object has this key (as S3 would answer `NoSuchKey`), not that the
+/// store is failing: nothing there, a file where the key needs a directory, or a name the
+/// filesystem can't hold.
+fn names_no_object(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::InvalidFilename
+    )
+}
+
 fn unavailable(e: std::io::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -70,10 +81,15 @@ impl BlobStore for FsBlobStore {
         use tokio::io::AsyncReadExt;
         let mut file = match tokio::fs::File::open(self.path_of(key)?).await {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if names_no_object(&e) => return Ok(None),
             Err(e) => return Err(unavailable(e)),
         };
-        let size = file.metadata().await.map_err(unavailable)?.len();
+        let metadata = file.metadata().await.map_err(unavailable)?;
+        // A directory (`images/{user}`) is no object.
+        if !metadata.is_file() {
+            return Ok(None);
+        }
+        let size = metadata.len();
         if size > max_bytes {
             return Err(StoreError::TooLarge { limit: max_bytes });
         }

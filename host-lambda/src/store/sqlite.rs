@@ -15,11 +15,19 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 
 pub struct SqliteMetadataStore {
     pool: SqlitePool,
+    /// When (the `now` of a reservation, Unix seconds) expired idempotency entries were
+    /// last deleted.
+    last_idempotency_sweep: std::sync::atomic::AtomicI64,
 }
+
+/// Expired idempotency entries are deleted at most this often (seconds), by the
+/// reservation that finds the last sweep older: one scan of a day's keys per 10 minutes.
+pub const IDEMPOTENCY_SWEEP_SECONDS: i64 = 600;
 
 impl SqliteMetadataStore {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private_file(path).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(unavailable)?
             .filename(path)
@@ -35,7 +43,52 @@ impl SqliteMetadataStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(SqliteMetadataStore { pool })
+        Ok(SqliteMetadataStore {
+            pool,
+            last_idempotency_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
+        })
+    }
+
+    /// Delete the idempotency entries expired at `now`, unless that was done less than
+    /// `IDEMPOTENCY_SWEEP_SECONDS` ago (DynamoDB's TTL does this for the AWS table). Nothing
+    /// reads an expired entry, so this only keeps the table from growing forever; a failed
+    /// sweep is logged and retried by a later reservation.
+    async fn sweep_expired_idempotency(&self, now: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_idempotency_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < IDEMPOTENCY_SWEEP_SECONDS
+            || self
+                .last_idempotency_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let swept = sqlx::query("DELETE FROM idempotency WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+        match swept {
+            Ok(done) => tracing::debug!(deleted = done.rows_affected(), "idempotency sweep"),
+            Err(error) => {
+                self.last_idempotency_sweep.store(last, Ordering::Relaxed);
+                tracing::warn!(error = %error, "could not delete expired idempotency entries");
+            }
+        }
+    }
+}
+
+/// Create the database file private (0600 on Unix) if it does not exist yet; SQLite gives
+/// its `-wal` and `-shm` files the database's permissions. An existing file is left as is.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -311,6 +364,7 @@ impl MetadataStore for SqliteMetadataStore {
         expires_at: i64,
         lease_until: i64,
     ) -> Result<Reservation, StoreError> {
+        self.sweep_expired_idempotency(now).await;
         // Insert, or take over an expired or abandoned entry; a live entry is left alone
         // and reported.
         let taken = sqlx::query(
