@@ -1259,3 +1259,24 @@ async fn long_commands_draw_a_bar_on_a_terminal_and_write_json_lines_otherwise()
         assert_eq!(screen.contains("\"progress\""), !wants_bar, "{screen}");
     }
 }
+
+#[tokio::test]
+async fn if_match_star_patches_a_gallery_image_at_its_current_version() {
+    let gallery = Gallery::start("").await;
+    let ids = gallery.uploads("nina", 1).await;
+    let response = gallery
+        .client
+        .patch(format!("{}/gallery/images/{}", gallery.url, ids[0]))
+        .bearer_auth(gallery.token("nina"))
+        .header("if-match", "*")
+        .json(&json!({"title": "any version"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let row = gallery.legacy().get(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (row.version, row.title.as_deref()),
+        (2, Some("any version"))
+    );
+}

@@ -285,14 +285,20 @@ pub async fn update_image(
 ) -> Result<Response, ApiError> {
     let gallery = gallery(&state)?;
     let flags = gallery.flags.current();
-    let (edit, expected) = parse_patch(&body)?;
-    let expected = super::images::expected_version(expected, &headers)?;
+    let (edit, body_version) = parse_patch(&body)?;
+    // `If-Match: *` matches whatever version is current (RFC 9110 13.1.1), as on `/images`.
+    let expected = if super::images::if_match_any(&headers) {
+        body_version
+    } else {
+        Some(super::images::expected_version(body_version, &headers)?)
+    };
     let row = gallery
         .legacy
         .get(&id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     let current = owned(record_of(&row, &state.public_base_url), &caller)?;
+    let expected = expected.unwrap_or(current.version);
     if current.version != expected {
         return Err(StoreError::VersionConflict {
             current: current.version,
