@@ -360,12 +360,16 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Va
     })))
 }
 
-/// `GET /dual-write/health`: both sides answer.
+/// `GET /dual-write/health`: both sides answer (each within the health timeout; a hung one
+/// is reported as `timeout`).
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
     let gallery = gallery(&state)?;
-    let (legacy, target) = tokio::join!(gallery.legacy.ping(), state.metadata.ping());
-    let ok = legacy.is_ok() && target.is_ok();
-    let word = |r: &Result<(), StoreError>| if r.is_ok() { "ok" } else { "unavailable" };
+    let within = state.limits.health_timeout;
+    let (legacy, target) = tokio::join!(
+        super::images::probe(within, gallery.legacy.ping()),
+        super::images::probe(within, state.metadata.ping())
+    );
+    let ok = legacy == "ok" && target == "ok";
     let code = if ok {
         StatusCode::OK
     } else {
@@ -375,8 +379,8 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
         code,
         Json(json!({
             "status": if ok { "ok" } else { "degraded" },
-            "legacy": word(&legacy),
-            "imageService": word(&target),
+            "legacy": legacy,
+            "imageService": target,
         })),
     )
         .into_response())

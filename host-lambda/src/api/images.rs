@@ -616,7 +616,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 /// A store's health, bounded: a hung store is reported as `timeout` rather than hanging
 /// the probe.
-async fn probe(
+pub(super) async fn probe(
     within: std::time::Duration,
     ping: impl std::future::Future<Output = Result<(), crate::store::StoreError>>,
 ) -> &'static str {

@@ -158,7 +158,7 @@ impl DynamoMetadataStore {
             .global_secondary_indexes(index("GSI2", "GSI2PK", "GSI2SK")?)
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         // Idempotency items expire (DynamoDB deletes them within days of `expiresAt`; reads
         // already ignore expired ones), as the deployment template's table does.
         self.client
@@ -173,7 +173,7 @@ impl DynamoMetadataStore {
             )
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         Ok(())
     }
 
@@ -188,11 +188,12 @@ impl DynamoMetadataStore {
             .await
             .map(|_| true)
             .or_else(|e| {
-                let e = e.into_service_error();
-                if e.is_resource_not_found_exception() {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception())
+                {
                     Ok(false)
                 } else {
-                    Err(unavailable(e))
+                    Err(unavailable(super::describe(&e)))
                 }
             })?;
         if exists {
@@ -211,7 +212,7 @@ impl DynamoMetadataStore {
             )
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         Ok(true)
     }
 
@@ -278,11 +279,13 @@ impl DynamoMetadataStore {
         match request.send().await {
             Ok(_) => Ok(true),
             Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
                     Ok(false)
                 } else {
-                    Err(unavailable(error))
+                    Err(unavailable(super::describe(&error)))
                 }
             }
         }
@@ -317,7 +320,7 @@ impl DynamoMetadataStore {
             .set_exclusive_start_key(start_key)
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         // The next page starts after the last item *evaluated* (it may have been filtered).
         let next = output.last_evaluated_key.as_ref().and_then(encode_start);
         Ok((output.items.unwrap_or_default(), next))
@@ -336,7 +339,7 @@ impl DynamoMetadataStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         Ok(output.item)
     }
 
@@ -522,7 +525,7 @@ impl MetadataStore for DynamoMetadataStore {
             let output = request
                 .send()
                 .await
-                .map_err(|e| unavailable(e.into_service_error()))?;
+                .map_err(|e| unavailable(super::describe(&e)))?;
             for item in output.items.unwrap_or_default() {
                 records.push(Self::record(item)?);
             }
@@ -541,7 +544,7 @@ impl MetadataStore for DynamoMetadataStore {
             .table_name(&self.table)
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         Ok(())
     }
 
@@ -577,9 +580,11 @@ impl MetadataStore for DynamoMetadataStore {
         match result {
             Ok(_) => Ok(Reservation::Reserved),
             Err(error) => {
-                let error = error.into_service_error();
-                if !error.is_conditional_check_failed_exception() {
-                    return Err(unavailable(error));
+                if !error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
+                    return Err(unavailable(super::describe(&error)));
                 }
                 self.find_idempotency(user_id, key, now)
                     .await?
@@ -633,7 +638,7 @@ impl MetadataStore for DynamoMetadataStore {
             .expression_attribute_values(":response", s(response))
             .send()
             .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
+            .map_err(|e| unavailable(super::describe(&e)))?;
         Ok(())
     }
 
@@ -651,11 +656,13 @@ impl MetadataStore for DynamoMetadataStore {
             Ok(_) => Ok(()),
             // Completed meanwhile: keep it, that result must replay.
             Err(error) => {
-                let error = error.into_service_error();
-                if error.is_conditional_check_failed_exception() {
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
                     Ok(())
                 } else {
-                    Err(unavailable(error))
+                    Err(unavailable(super::describe(&error)))
                 }
             }
         }

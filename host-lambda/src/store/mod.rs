@@ -28,6 +28,19 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// An error with its source chain, which is where the useful part of an SDK's error is
+/// (a timeout, a refused connection).
+pub(crate) fn describe<E: std::error::Error>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Object storage for the encoded images.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{BlobStore, StagedPut, StoreError, StoredObject, UploadStaging};
+use super::{BlobStore, StagedPut, StoreError, StoredObject, UploadStaging, describe};
 
 pub struct S3BlobStore {
     client: aws_sdk_s3::Client,
@@ -22,18 +22,6 @@ impl S3BlobStore {
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
-}
-
-/// The SDK's error with its source chain, which is where the useful part is.
-fn describe<E: std::error::Error>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl S3BlobStore {
