@@ -641,7 +641,7 @@ class Rehearsal:
         self.expect(status.get("outboxDepth") == 25, f"outboxDepth {status.get('outboxDepth')} after 5 more")
         self.expect((mirrors.get("failure") or 0) > failure_before, f"no probe failed while down: {mirrors}")
         self.figure(
-            f"down: 5 uploads (cool-down 100 ms, each probes) → {down_statuses}, P50 {percentile(down_latencies, 50)*1000:.0f} ms, "
+            f"down: cool-down lowered to 100 ms, 5 uploads → {down_statuses}, P50 {percentile(down_latencies, 50)*1000:.0f} ms, "
             f"max {max(down_latencies)*1000:.0f} ms; outboxDepth {status.get('outboxDepth')}, probe failures {(mirrors.get('failure') or 0) - failure_before}"
         )
         # Restore and drain.
@@ -918,6 +918,8 @@ def main():
         print(error, file=sys.stderr)
         return 2
     print(f"rehearsal in {rehearsal.work} (serve log: {rehearsal.serve_log})", flush=True)
+    # A SIGTERM still stops serve and the proxy (SystemExit passes through the steps).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         rehearsal.run_all()
     finally:
