@@ -21,11 +21,13 @@ pub struct BreakerSettings {
 enum Phase {
     /// Calls go through; `failures` in a row so far.
     Closed { failures: u32 },
-    /// Calls are skipped until `until`.
-    Open { until: Instant },
-    /// One probe is in flight; other calls are skipped until it ends, or until `until` (a
-    /// probe whose request was dropped never reports, and must not keep the breaker shut).
-    HalfOpen { until: Instant },
+    /// Calls are skipped for a cool-down from `since`. The cool-down is read when asked,
+    /// so an operator who shortens it (the flag) shortens an open breaker's too.
+    Open { since: Instant },
+    /// One probe (sent at `since`) is in flight; other calls are skipped until it ends, or
+    /// for a cool-down (a probe whose request was dropped never reports, and must not keep
+    /// the breaker shut).
+    HalfOpen { since: Instant },
 }
 
 /// What a caller should do.
@@ -72,10 +74,10 @@ impl CircuitBreaker {
     pub fn permit(&self, now: Instant, settings: BreakerSettings) -> Permit {
         self.with(|state| match state.phase {
             Phase::Closed { .. } => Permit::Call,
-            Phase::Open { until } | Phase::HalfOpen { until } if now >= until => {
-                state.phase = Phase::HalfOpen {
-                    until: now + settings.cooldown,
-                };
+            Phase::Open { since } | Phase::HalfOpen { since }
+                if now >= since + settings.cooldown =>
+            {
+                state.phase = Phase::HalfOpen { since: now };
                 Permit::Probe
             }
             Phase::Open { .. } | Phase::HalfOpen { .. } => Permit::Skip,
@@ -84,10 +86,10 @@ impl CircuitBreaker {
 
     /// Whether calls are being skipped now (without taking the probe): for the background
     /// drain, which tries only when the Image Service may be back.
-    pub fn is_open(&self, now: Instant) -> bool {
+    pub fn is_open(&self, now: Instant, settings: BreakerSettings) -> bool {
         self.with(|state| match state.phase {
             Phase::Closed { .. } => false,
-            Phase::Open { until } | Phase::HalfOpen { until } => now < until,
+            Phase::Open { since } | Phase::HalfOpen { since } => now < since + settings.cooldown,
         })
     }
 
@@ -106,9 +108,7 @@ impl CircuitBreaker {
             };
             if failures >= settings.failures.max(1) {
                 let was_open = !matches!(state.phase, Phase::Closed { .. });
-                state.phase = Phase::Open {
-                    until: now + settings.cooldown,
-                };
+                state.phase = Phase::Open { since: now };
                 state.opened += 1;
                 !was_open
             } else {
@@ -168,7 +168,7 @@ mod tests {
             assert_eq!(breaker.permit(t0, SETTINGS), Permit::Call);
             assert_eq!(breaker.failed(t0, SETTINGS), opens);
         }
-        assert!(breaker.is_open(t0));
+        assert!(breaker.is_open(t0, SETTINGS));
         assert_eq!(breaker.permit(t0, SETTINGS), Permit::Skip);
         assert_eq!(
             breaker.permit(t0 + Duration::from_secs(29), SETTINGS),
@@ -197,5 +197,22 @@ mod tests {
         breaker.succeeded();
         assert_eq!(breaker.permit(again, SETTINGS), Permit::Call);
         assert_eq!(breaker.status()["opened"], 2);
+    }
+
+    #[test]
+    fn a_shorter_cooldown_applies_to_a_breaker_already_open() {
+        let breaker = CircuitBreaker::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            breaker.failed(t0, SETTINGS);
+        }
+        let shorter = BreakerSettings {
+            cooldown: Duration::from_secs(1),
+            ..SETTINGS
+        };
+        let soon = t0 + Duration::from_secs(2);
+        assert!(breaker.is_open(soon, SETTINGS));
+        assert!(!breaker.is_open(soon, shorter));
+        assert_eq!(breaker.permit(soon, shorter), Permit::Probe);
     }
 }

@@ -204,7 +204,7 @@ impl Mirror {
     ) {
         loop {
             let settings = flags.current().breaker();
-            if !self.breaker.is_open(Instant::now()) {
+            if !self.breaker.is_open(Instant::now(), settings) {
                 match self.drain_once(100, false).await {
                     Ok((0, 0)) => {}
                     Ok((_, 0)) => self.breaker.succeeded(),
