@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+mod common;
+use common::fresh_database;
+
 fn aws_endpoint() -> String {
     std::env::var("IMGSVC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
 }
@@ -29,25 +32,6 @@ async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         ))
         .load()
         .await
-}
-
-/// A fresh database on the PostgreSQL server `scripts/test` makes sure of.
-async fn fresh_database() -> String {
-    let admin = std::env::var("IMGSVC_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!(
-        "imgsvc_test_{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    );
-    let pool = sqlx::PgPool::connect(&admin).await.expect(
-        "PostgreSQL not reachable: scripts/test starts it (or set IMGSVC_TEST_DATABASE_URL)",
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 /// A TCP path to the emulator that can be cut: while down, new connections are dropped and
@@ -227,6 +211,11 @@ impl Gallery {
         command
     }
 
+    /// `imgsvc migrate …` run to its end: exit code and stdout.
+    fn run(&self, data: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+        finished(self.migrate(data, args).output().unwrap())
+    }
+
     fn flip(&self, flags: &str) {
         // A different length too, so the change is seen even within one mtime tick.
         std::fs::write(&self.flags, format!("{flags}\n# {}\n", ulid::Ulid::new())).unwrap();
@@ -366,23 +355,10 @@ async fn dual_write_mirrors_every_upload_and_stops_and_resumes_with_the_flag() {
     // Flag on again: mirroring resumes, edits and deletes included.
     gallery.flip("ENABLE_DYNAMODB_DUAL_WRITE=true");
     let resumed = gallery.uploads("alice", 3).await;
-    let patched = gallery
-        .client
-        .patch(format!("{}/gallery/images/{}", gallery.url, mirrored[0]))
-        .bearer_auth(gallery.token("alice"))
-        .json(&json!({"title": "renamed", "version": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), StatusCode::OK);
-    let deleted = gallery
-        .client
-        .delete(format!("{}/gallery/images/{}", gallery.url, mirrored[1]))
-        .bearer_auth(gallery.token("alice"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    gallery
+        .retitle("/gallery", "alice", &mirrored[0], 1, "renamed")
+        .await;
+    gallery.delete("/gallery", "alice", &mirrored[1]).await;
     for id in &resumed {
         assert!(gallery.state.metadata.get(id).await.unwrap().is_some());
     }
@@ -765,7 +741,7 @@ async fn a_delete_after_cutover_stays_deleted_through_reverse() {
     gallery.delete("", "dave", &ids[0]).await;
     // …then the operator rolls back.
     let data = tempfile::tempdir().unwrap();
-    let (code, out) = finished(gallery.migrate(data.path(), &["reverse"]).output().unwrap());
+    let (code, out) = gallery.run(data.path(), &["reverse"]);
     assert_eq!(code, Some(0), "{out}");
     let legacy = gallery.legacy();
     assert!(
@@ -781,7 +757,7 @@ async fn a_delete_after_cutover_stays_deleted_through_reverse() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let (code, out) = finished(gallery.migrate(data.path(), &["verify"]).output().unwrap());
+    let (code, out) = gallery.run(data.path(), &["verify"]);
     assert_eq!(code, Some(0), "{out}");
 }
 
@@ -802,14 +778,7 @@ async fn backfill_applies_deletes_made_while_dual_write_was_off() {
     let gallery = Gallery::start("").await;
     gallery.seed_rows(3).await;
     let data = tempfile::tempdir().unwrap();
-    let backfill = || {
-        finished(
-            gallery
-                .migrate(data.path(), &["backfill"])
-                .output()
-                .unwrap(),
-        )
-    };
+    let backfill = || gallery.run(data.path(), &["backfill"]);
     assert_eq!(backfill().0, Some(0));
     // Deleted in the gallery while nothing was mirrored: only PostgreSQL knows.
     gallery.delete("/gallery", "user-1", "LEGACY00000001").await;
@@ -825,7 +794,7 @@ async fn backfill_applies_deletes_made_while_dual_write_was_off() {
             .is_none(),
         "backfill kept a deleted image: {out}"
     );
-    let (code, out) = finished(gallery.migrate(data.path(), &["verify"]).output().unwrap());
+    let (code, out) = gallery.run(data.path(), &["verify"]);
     assert_eq!(code, Some(0), "{out}");
 }
 
@@ -840,7 +809,7 @@ async fn reconcile_keeps_newer_image_service_writes_and_refuses_to_overwrite_the
     gallery.retitle("", "frank", &ids[0], 2, "third").await;
     gallery.delete("", "frank", &ids[1]).await;
     let data = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| finished(gallery.migrate(data.path(), args).output().unwrap());
+    let run = |args: &[&str]| gallery.run(data.path(), args);
     let legacy = gallery.legacy();
     let target = &gallery.state.metadata;
 
@@ -1049,7 +1018,7 @@ async fn a_hung_image_service_costs_gallery_writes_milliseconds_once_the_breaker
         .await
         .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let (code, out) = finished(gallery.migrate(data.path(), &["drain"]).output().unwrap());
+    let (code, out) = gallery.run(data.path(), &["drain"]);
     assert_eq!(code, Some(1), "{out}");
     let line: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -1058,12 +1027,7 @@ async fn a_hung_image_service_costs_gallery_writes_milliseconds_once_the_breaker
         "{out}"
     );
     assert!(line["nextAttemptAt"].is_string(), "{out}");
-    let (code, out) = finished(
-        gallery
-            .migrate(data.path(), &["drain", "--now"])
-            .output()
-            .unwrap(),
-    );
+    let (code, out) = gallery.run(data.path(), &["drain", "--now"]);
     assert_eq!(code, Some(0), "{out}");
     let line: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -1130,32 +1094,18 @@ async fn verify_since_reports_recent_records_found_only_in_the_image_service() {
     let gallery = Gallery::start("").await;
     gallery.seed_rows(2).await;
     let data = tempfile::tempdir().unwrap();
-    assert_eq!(
-        finished(
-            gallery
-                .migrate(data.path(), &["backfill"])
-                .output()
-                .unwrap()
-        )
-        .0,
-        Some(0)
-    );
+    assert_eq!(gallery.run(data.path(), &["backfill"]).0, Some(0));
     let stray = gallery.image_upload("user-1").await;
     let report = data.path().join("report.json");
-    let (code, out) = finished(
-        gallery
-            .migrate(
-                data.path(),
-                &[
-                    "verify",
-                    "--since",
-                    "1h",
-                    "--report",
-                    report.to_str().unwrap(),
-                ],
-            )
-            .output()
-            .unwrap(),
+    let (code, out) = gallery.run(
+        data.path(),
+        &[
+            "verify",
+            "--since",
+            "1h",
+            "--report",
+            report.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, Some(1), "{out}");
     let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -1211,16 +1161,7 @@ async fn long_commands_draw_a_bar_on_a_terminal_and_write_json_lines_otherwise()
     let gallery = Gallery::start("").await;
     gallery.seed_rows(3).await;
     let data = tempfile::tempdir().unwrap();
-    assert_eq!(
-        finished(
-            gallery
-                .migrate(data.path(), &["backfill"])
-                .output()
-                .unwrap()
-        )
-        .0,
-        Some(0)
-    );
+    assert_eq!(gallery.run(data.path(), &["backfill"]).0, Some(0));
     // No terminal: progress is JSON lines on stderr.
     let piped = gallery
         .migrate(data.path(), &["verify"])

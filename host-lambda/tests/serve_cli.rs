@@ -8,6 +8,9 @@ use std::process::{Child, Command, Stdio};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
+mod common;
+use common::fresh_database;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -500,25 +503,6 @@ async fn objects_without_a_record_are_swept_at_start() {
     for path in live.iter().chain([&recent]) {
         assert!(path.exists(), "{} was removed", path.display());
     }
-}
-
-/// A fresh database on the test PostgreSQL (as tests/migration.rs makes them).
-async fn fresh_database() -> String {
-    let admin = std::env::var("IMGSVC_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!(
-        "imgsvc_test_{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    );
-    let pool = sqlx::PgPool::connect(&admin).await.expect(
-        "PostgreSQL not reachable: scripts/test starts it (or set IMGSVC_TEST_DATABASE_URL)",
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 #[tokio::test]
