@@ -1,10 +1,10 @@
 //! `reconcile`: make PostgreSQL and the Image Service agree, image by image, without ever
 //! losing the newer write. Each side holds a row/record, a tombstone (deleted, with the
-//! version that deleted it) or nothing. The newest version wins, in either direction; a
-//! tombstone wins over a row of the same or an older version; a side that holds nothing
-//! never deleted anything, so it gets the other side's row. Only the same version with
-//! different content has no winner: a conflict, which refuses the run unless the operator
-//! names the side that wins (`--from`), which then also wins where it is older. A write
+//! version that deleted it) or nothing. The newest version wins, in either direction (a
+//! tombstone too, over an older row); a side that holds nothing never deleted anything, so
+//! it gets the other side's row. Only the same version with different content — two
+//! edits, or an edit and a delete — has no winner: a conflict, which refuses the run unless
+//! the operator names the side that wins (`--from`), which then also wins where it is older. A write
 //! that makes an older side win goes out at a version above both, on both sides, so no
 //! version (nor ETag) ever goes backwards.
 //!
@@ -209,9 +209,18 @@ pub fn decide(
                 }
             }
         }
+        // A delete wins over an older row and loses to a newer one; at the same version
+        // (an edit and a delete that each took the next version) neither store's condition
+        // lets one overwrite the other, and neither is newer: a conflict.
         (Held::Present(row), Held::Deleted(tombstone)) => {
-            // A tombstone wins over a row of its own version or older.
-            let natural = if tombstone.version >= row_version(row) {
+            let (p, i) = (row_version(row), tombstone.version);
+            if p == i {
+                return match from {
+                    Some(side) => change(side, true),
+                    None => Decision::Conflict(deleted_on_one_side(id, p, "row", "deleted")),
+                };
+            }
+            let natural = if p < i {
                 Direction::ImageService
             } else {
                 Direction::Postgres
@@ -222,7 +231,14 @@ pub fn decide(
             }
         }
         (Held::Deleted(tombstone), Held::Present(record)) => {
-            let natural = if tombstone.version >= record.version {
+            let (p, i) = (tombstone.version, record.version);
+            if p == i {
+                return match from {
+                    Some(side) => change(side, true),
+                    None => Decision::Conflict(deleted_on_one_side(id, p, "deleted", "record")),
+                };
+            }
+            let natural = if p > i {
                 Direction::Postgres
             } else {
                 Direction::ImageService
@@ -232,6 +248,19 @@ pub fn decide(
                 None => change(natural, false),
             }
         }
+    }
+}
+
+/// The conflict of a delete and an edit at the same version.
+fn deleted_on_one_side(id: &str, version: u64, legacy: &str, image_service: &str) -> Conflict {
+    Conflict {
+        id: id.to_owned(),
+        version,
+        fields: vec![FieldMismatch {
+            field: "deleted",
+            legacy: legacy.to_owned(),
+            image_service: image_service.to_owned(),
+        }],
     }
 }
 
@@ -445,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_wins_over_its_own_version_and_older_rows_but_not_newer_ones() {
+    fn a_delete_wins_over_older_rows_loses_to_newer_ones_and_ties_conflict() {
         let d = decide(
             "A",
             &Held::Present(row(1, "x")),
@@ -459,7 +488,7 @@ mod tests {
         let d = decide(
             "A",
             &Held::Deleted(deleted(2)),
-            &Held::Present(record(2, "x")),
+            &Held::Present(record(1, "x")),
             None,
         );
         assert_eq!(
@@ -475,6 +504,15 @@ mod tests {
         assert_eq!(change(d), (Direction::ImageService, "copy_to_postgres", 3));
         let gone = decide("A", &Held::Deleted(deleted(2)), &Held::Nothing, None);
         assert_eq!(gone, Decision::InSync);
+        // An edit and a delete that both took version 2: no winner unless named.
+        let (deleted2, edited2) = (Held::Deleted(deleted(2)), Held::Present(record(2, "x")));
+        let tie = decide("A", &deleted2, &edited2, None);
+        assert!(matches!(tie, Decision::Conflict(c) if c.fields[0].field == "deleted"));
+        let d = decide("A", &deleted2, &edited2, Some(Direction::ImageService));
+        assert_eq!(
+            change(d),
+            (Direction::ImageService, "copy_to_both_sides", 3)
+        );
     }
 
     #[test]
