@@ -7,7 +7,7 @@
 #
 # → DIR/imgsvc-lambda-<arch>.zip (DIR defaults to target/lambda/dist), the path printed last,
 # and a copy as DIR/imgsvc-lambda.zip, the one deploy/template.yaml's CodeUri names.
-# README "Deploying to AWS" has the why; in short:
+# docs/deploying.md has the why; in short:
 # - musl, static: the binary then needs nothing from the runtime's glibc (AL2023 has 2.34,
 #   this Debian 12 box 2.36; a glibc build from here can pick up newer symbol versions).
 #   libwebp's and SQLite's C (and aws-lc's) are compiled by musl-gcc (apt: musl-tools).

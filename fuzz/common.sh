@@ -1,5 +1,5 @@
 # Shared by fuzz/smoke.sh and fuzz/run-long.sh (sourced): where things live, how the
-# targets are built, and each target's libFuzzer limits. README "Fuzzing" explains them.
+# targets are built, and each target's libFuzzer limits. docs/fuzzing.md explains them.
 
 FUZZ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(dirname "$FUZZ_ROOT")"

@@ -8,7 +8,7 @@
 #
 # IMGSVC_FUZZ_SMOKE: 1 always (builds cold if need be), 0 never, auto (the default, what
 # scripts/test uses) only when the fuzz build products exist: a cold nightly build of every
-# target costs more than CI's budget has left (README "Fuzzing" has the figures); the
+# target costs more than CI's budget has left (docs/fuzzing.md has the figures); the
 # stable replay of seeds and regressions in `cargo nextest` runs either way.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"

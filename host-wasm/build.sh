@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the npm package into host-wasm/dist/ (README "Browser package"):
+# Builds the npm package into host-wasm/dist/ (docs/browser-package.md):
 #   the core for wasm32-unknown-unknown (+simd128, libwebp's C via clang + wasi-libc,
 #   see .cargo/config.toml) → wasm-bindgen --target web → the JavaScript wrappers, types,
 #   preview page and package.json beside it.
@@ -17,7 +17,8 @@ cargo build --locked --release -p imgsvc-wasm --target wasm32-unknown-unknown
 module="$target_dir/wasm32-unknown-unknown/release/imgsvc_wasm.wasm"
 
 # No wasm-opt: Debian's binaryen (108) gains 2 % raw and 0.3 % gzipped over this, with no
-# speed change, and breaks the externref table if run after wasm-bindgen (README).
+# speed change, and breaks the externref table if run after wasm-bindgen
+# (docs/measurements/2026-11-23-browser-package.md).
 rm -rf "$out"
 mkdir -p "$out"
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \

@@ -36,7 +36,7 @@ USERS = [f"user-{i}" for i in range(10)]
 
 
 def fnv1a_bucket(user):
-    """The rollout bucket of a user, as README "Migrating a gallery" defines it."""
+    """The rollout bucket of a user, as docs/migration.md defines it."""
     h = 0xCBF29CE484222325
     for byte in user.encode():
         h ^= byte

@@ -9,10 +9,10 @@ pub const DISPLAY_QUALITY: f32 = 85.0;
 /// Quality of the thumbnail (the seeds' `webp({ quality: 80 })`).
 pub const THUMBNAIL_QUALITY: f32 = 80.0;
 
-/// libwebp's effort (`method`), 0 (fastest) to 6: 4, sharp's default. Measured (README "WebP
-/// effort"): 3 is no faster; 2 encodes 2.4x faster but its images score lower (hybrid SSIM
-/// -0.005 median against the reference downscale) and are 3 % larger, and a faster upload
-/// is never bought with worse images.
+/// libwebp's effort (`method`), 0 (fastest) to 6: 4, sharp's default. Measured
+/// (docs/measurements/2026-12-03-webp-effort.md): 3 is no faster; 2 encodes 2.4x faster but
+/// its images score lower (hybrid SSIM -0.005 median against the reference downscale) and
+/// are 3 % larger, and a faster upload is never bought with worse images.
 const METHOD: i32 = 4;
 
 /// Encode 8-bit RGB or RGBA pixels as lossy WebP (alpha, when present, is kept).

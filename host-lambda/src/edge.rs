@@ -16,7 +16,7 @@ use axum::response::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
-/// The connection limits of `imgsvc serve` (see the README's "Limits and timeouts").
+/// The connection limits of `imgsvc serve` (see docs/configuration.md, "Limits and timeouts").
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// A request's headers must arrive within this; hyper starts the same timer when a

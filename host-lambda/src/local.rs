@@ -164,7 +164,7 @@ pub struct AwsTimeouts {
 }
 
 impl Default for AwsTimeouts {
-    /// The `serve` defaults (README "Limits and timeouts").
+    /// The `serve` defaults (docs/configuration.md, "Limits and timeouts").
     fn default() -> AwsTimeouts {
         AwsTimeouts {
             connect: Duration::from_secs(3),

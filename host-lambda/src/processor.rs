@@ -22,7 +22,7 @@ pub const GUEST_BUILD: &str = "cargo build --release -p imgsvc-sandbox-guest --t
      (→ target/wasm32-wasip1/release/imgsvc-sandbox-guest.wasm)";
 
 /// Default wall-clock deadline per upload in the sandbox: far above the slowest corpus photo
-/// in the sandbox (about 2 s on one core, README "Sandboxed decoding"), far below a client's
+/// in the sandbox (about 2 s on one core, docs/hostile-input.md), far below a client's
 /// patience.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Default memory cap per call: `imgsvc_sandbox::Limits::default()`'s 3 GiB — the core's

@@ -3,8 +3,8 @@
 //! same pipeline in the wasmtime sandbox (the core's `wasm32-wasip1` build).
 //!
 //! `cargo bench -p imgsvc-native-bench --bench stages -- --save-baseline main`, then after a
-//! change `… -- --baseline main` (README "Benchmarks"). `cargo test --benches` runs each
-//! once, as CI's smoke.
+//! change `… -- --baseline main` (docs/development.md, "Benchmarks"). `cargo test --benches`
+//! runs each once, as CI's smoke.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

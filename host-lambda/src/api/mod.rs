@@ -64,7 +64,7 @@ pub struct AppState {
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Where the core runs: in process, or in the wasmtime sandbox (`IMGSVC_SANDBOX`).
     pub processor: Arc<crate::processor::Processor>,
-    /// Deadlines the handlers apply (README "Limits and timeouts").
+    /// Deadlines the handlers apply (docs/configuration.md, "Limits and timeouts").
     pub limits: Limits,
     /// Largest JSON request body, in bytes (`IMGSVC_MAX_JSON_BODY_BYTES`).
     pub max_json_body_bytes: usize,

@@ -1,6 +1,6 @@
 //! The limits and timeouts of `serve` (and of the commands sharing its settings): the
 //! connection edge, the AWS SDK's deadlines, `/health`, idempotency leases. Every one is
-//! listed in the README's "Limits and timeouts".
+//! listed in docs/configuration.md, "Limits and timeouts".
 
 use std::time::Duration;
 

@@ -305,7 +305,7 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
                 "deletedInPostgres": result.deleted_in_postgres.len(),
                 "successRate": result.success_rate(),
                 "hint": (!result.is_clean()).then_some(
-                    "`migrate reconcile --dry-run` shows what reconcile would change (docs: README, Migrating a gallery)"
+                    "`migrate reconcile --dry-run` shows what reconcile would change (docs/migration.md)"
                 ),
             });
             println!("{summary}");
