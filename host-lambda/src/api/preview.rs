@@ -36,9 +36,9 @@ pub async fn index() -> Response {
                  <h1>The preview page is not built</h1>\
                  <p>This server serves the <code>imgsvc-wasm</code> package's preview page from \
                  <code>{}</code>, which has no <code>index.html</code>.</p>\
-                 <p>Build it with <code>host-wasm/build.sh</code> (see README, \"Browser \
-                 package\"), or point <code>IMGSVC_PREVIEW_DIR</code> at a built package, then \
-                 reload. The API itself works without it.</p>",
+                 <p>Build it with <code>host-wasm/build.sh</code> (see \
+                 <code>docs/browser-package.md</code>), or point <code>IMGSVC_PREVIEW_DIR</code> \
+                 at a built package, then reload. The API itself works without it.</p>",
                 html_escape(&preview_dir().display().to_string())
             )),
         )
