@@ -254,6 +254,8 @@ pub async fn sweep_orphans(
     delete: bool,
 ) -> Result<Vec<String>, crate::store::StoreError> {
     let mut orphans = Vec::new();
+    // An image has two objects: look its record up once.
+    let mut recorded: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for object in state.blobs.list("images/").await? {
         if object.modified.saturating_add(grace) >= now {
             continue;
@@ -262,12 +264,19 @@ pub async fn sweep_orphans(
         let Some(image_id) = image_id_of(&object.key) else {
             continue;
         };
-        if state.metadata.get(image_id).await?.is_some() {
-            continue;
-        }
-        if let Some(gallery) = &state.gallery
-            && gallery.legacy.get(image_id).await?.is_some()
-        {
+        let known = match recorded.get(image_id) {
+            Some(known) => *known,
+            None => {
+                let known = state.metadata.get(image_id).await?.is_some()
+                    || match &state.gallery {
+                        Some(gallery) => gallery.legacy.get(image_id).await?.is_some(),
+                        None => false,
+                    };
+                recorded.insert(image_id.to_owned(), known);
+                known
+            }
+        };
+        if known {
             continue;
         }
         if delete {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::routing::get;
 use imgsvc_core::Policy;
@@ -113,11 +114,14 @@ pub fn router(state: AppState) -> Router {
         .saturating_add(MULTIPART_FRAMING)
         .saturating_add(state.form_limits.text_bytes);
     let json_limit = DefaultBodyLimit::max(state.max_json_body_bytes);
+    // The handlers that take an upload's bytes (or, for `complete`, read them from
+    // staging) are admitted only while fewer than `state.uploads` are in flight.
+    let admitted = axum::middleware::from_fn_with_state(state.clone(), admit_upload);
     Router::new()
         .route(
             "/images",
             get(images::list)
-                .post(images::upload)
+                .post(images::upload.layer(admitted.clone()))
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route(
@@ -133,14 +137,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/uploads/{id}/complete",
-            axum::routing::post(uploads::complete_upload).layer(json_limit),
+            axum::routing::post(uploads::complete_upload.layer(admitted.clone())).layer(json_limit),
         )
-        .route("/staging/{*key}", axum::routing::put(uploads::put_staged))
+        .route(
+            "/staging/{*key}",
+            axum::routing::put(uploads::put_staged.layer(admitted.clone())),
+        )
         .route("/files/{*key}", get(files::get_file))
         .route(
             "/gallery/images",
             get(gallery::list_images)
-                .post(gallery::upload_image)
+                .post(gallery::upload_image.layer(admitted))
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route(
@@ -160,10 +167,6 @@ pub fn router(state: AppState) -> Router {
         .route("/{file}", get(preview::asset))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            admit_upload,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
             observe::observe,
         ))
         // Outermost: whatever the framework answers by itself (no route, wrong method, a
@@ -172,16 +175,6 @@ pub fn router(state: AppState) -> Router {
             error::bare_errors_as_problems,
         ))
         .with_state(state)
-}
-
-/// Requests that carry an upload's bytes (or, for `complete`, read them from staging).
-fn is_upload(method: &axum::http::Method, path: &str) -> bool {
-    use axum::http::Method;
-    (*method == Method::POST
-        && (path == "/images"
-            || path == "/gallery/images"
-            || (path.starts_with("/uploads/") && path.ends_with("/complete"))))
-        || (*method == Method::PUT && path.starts_with("/staging/"))
 }
 
 /// Take an upload only while fewer than `state.uploads` are in flight; past that, 503
@@ -193,9 +186,6 @@ async fn admit_upload(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if !is_upload(request.method(), request.uri().path()) {
-        return next.run(request).await;
-    }
     let Ok(_admitted) = state.uploads.clone().try_acquire_owned() else {
         return ApiError::busy("too many uploads in progress; retry shortly").into_response();
     };

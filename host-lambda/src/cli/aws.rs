@@ -37,9 +37,8 @@ pub fn run(args: AwsArgs) -> anyhow::Result<()> {
                 bucket,
                 s3_force_path_style,
             } => {
-                let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await;
+                // The same deadlines as every other store call (a hung endpoint fails it).
+                let aws = crate::local::aws_sdk_config(&crate::local::AwsTimeouts::default()).await;
                 let table_created =
                     DynamoMetadataStore::new(aws_sdk_dynamodb::Client::new(&aws), &table)
                         .ensure_table()

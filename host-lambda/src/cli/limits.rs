@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// A default `Duration` as the flags' milliseconds (the defaults live in one place: the
+/// `Default` impls the library uses).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct LimitsArgs {
     /// Milliseconds a client may take to send a request's headers; also how long an idle
@@ -27,15 +33,15 @@ pub struct LimitsArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
     /// Milliseconds to open a connection to S3 or DynamoDB.
-    #[arg(long, env = "IMGSVC_AWS_CONNECT_TIMEOUT_MS", default_value_t = 3_000,
+    #[arg(long, env = "IMGSVC_AWS_CONNECT_TIMEOUT_MS", default_value_t = millis(crate::local::AwsTimeouts::default().connect),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub aws_connect_timeout_ms: u64,
     /// Milliseconds for one attempt of an S3 or DynamoDB call (a 10 MiB PUT included).
-    #[arg(long, env = "IMGSVC_AWS_ATTEMPT_TIMEOUT_MS", default_value_t = 10_000,
+    #[arg(long, env = "IMGSVC_AWS_ATTEMPT_TIMEOUT_MS", default_value_t = millis(crate::local::AwsTimeouts::default().attempt),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub aws_attempt_timeout_ms: u64,
     /// Milliseconds for an S3 or DynamoDB call, retries included.
-    #[arg(long, env = "IMGSVC_AWS_OPERATION_TIMEOUT_MS", default_value_t = 30_000,
+    #[arg(long, env = "IMGSVC_AWS_OPERATION_TIMEOUT_MS", default_value_t = millis(crate::local::AwsTimeouts::default().operation),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub aws_operation_timeout_ms: u64,
     /// Milliseconds a statement on the legacy PostgreSQL may run (its `statement_timeout`,
@@ -44,7 +50,7 @@ pub struct LimitsArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pg_statement_timeout_ms: u64,
     /// Milliseconds `/health` waits for each store before reporting it `timeout` (503).
-    #[arg(long, env = "IMGSVC_HEALTH_TIMEOUT_MS", default_value_t = 2_000,
+    #[arg(long, env = "IMGSVC_HEALTH_TIMEOUT_MS", default_value_t = millis(crate::api::Limits::default().health_timeout),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout_ms: u64,
     /// Upload requests taken at once (bodies being received, waiting for a processing
@@ -56,16 +62,16 @@ pub struct LimitsArgs {
     pub max_inflight_uploads: u64,
     /// Seconds after its URL expired that a two-step upload may still be completed; past
     /// it, its staged original is swept.
-    #[arg(long, env = "IMGSVC_UPLOAD_GRACE_SECONDS", default_value_t = 900,
+    #[arg(long, env = "IMGSVC_UPLOAD_GRACE_SECONDS", default_value_t = crate::api::Limits::default().upload_grace.as_secs(),
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub upload_grace_seconds: u64,
     /// Open (staged, not completed, not expired) two-step uploads per user.
-    #[arg(long, env = "IMGSVC_MAX_OPEN_UPLOADS", default_value_t = 20,
+    #[arg(long, env = "IMGSVC_MAX_OPEN_UPLOADS", default_value_t = crate::api::Limits::default().max_open_uploads as u64,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_open_uploads: u64,
     /// Seconds an image object with no record must have existed before a sweep removes
     /// it (an upload writes its record after its objects, within the store timeouts).
-    #[arg(long, env = "IMGSVC_ORPHAN_GRACE_SECONDS", default_value_t = 3600,
+    #[arg(long, env = "IMGSVC_ORPHAN_GRACE_SECONDS", default_value_t = crate::api::Limits::default().orphan_grace.as_secs(),
           value_parser = clap::value_parser!(u64).range(300..))]
     pub orphan_grace_seconds: u64,
     /// Seconds between sweeps of expired staged originals and, on embedded storage,
@@ -75,12 +81,12 @@ pub struct LimitsArgs {
     pub sweep_interval_seconds: u64,
     /// Milliseconds an upload waits for a processing slot before it is refused (503
     /// `busy`); keeps every upload shorter than the idempotency lease.
-    #[arg(long, env = "IMGSVC_PROCESSING_QUEUE_TIMEOUT_MS", default_value_t = 60_000,
+    #[arg(long, env = "IMGSVC_PROCESSING_QUEUE_TIMEOUT_MS", default_value_t = millis(crate::api::Limits::default().processing_queue_timeout),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub processing_queue_timeout_ms: u64,
     /// Seconds an upload holds its Idempotency-Key before a retry may take it over (the
     /// holder having died); longer than any upload can take.
-    #[arg(long, env = "IMGSVC_IDEMPOTENCY_LEASE_SECONDS", default_value_t = 300,
+    #[arg(long, env = "IMGSVC_IDEMPOTENCY_LEASE_SECONDS", default_value_t = crate::api::Limits::default().idempotency_lease.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idempotency_lease_seconds: u64,
 }
