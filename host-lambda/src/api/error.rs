@@ -16,6 +16,9 @@ pub struct ApiError {
     pub detail: String,
     /// Extension members (e.g. `currentVersion` on a conflict).
     pub extra: Map<String, Value>,
+    /// Seconds a client should wait before retrying (`Retry-After`), when there is a limit
+    /// it ran into.
+    pub retry_after_seconds: Option<u32>,
 }
 
 impl ApiError {
@@ -25,6 +28,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             extra: Map::new(),
+            retry_after_seconds: None,
         }
     }
 
@@ -52,7 +56,10 @@ impl ApiError {
 
     /// 503 `busy`: the server is at a limit; the response says when to retry.
     pub fn busy(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail)
+        ApiError {
+            retry_after_seconds: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail)
+        }
     }
 
     /// A request body that could not be read: 408 when the body deadlines cut it off
@@ -92,10 +99,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.code == "busy" {
+        if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
