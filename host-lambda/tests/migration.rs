@@ -1221,3 +1221,22 @@ async fn if_match_star_patches_a_gallery_image_at_its_current_version() {
         (2, Some("any version"))
     );
 }
+
+#[tokio::test]
+async fn dual_write_health_answers_in_bounded_time_while_dynamodb_hangs() {
+    let gallery = Gallery::start("").await;
+    gallery.cut.set_hang(true);
+    let response = gallery
+        .client
+        .get(format!("{}/dual-write/health", gallery.url))
+        .timeout(std::time::Duration::from_secs(15))
+        .send()
+        .await
+        .expect("/dual-write/health did not answer while DynamoDB hung");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["legacy"].as_str(), body["imageService"].as_str()),
+        (Some("ok"), Some("timeout"))
+    );
+}
