@@ -30,7 +30,7 @@ pub enum ProcessError {
     #[error("decoding would need more than the {limit} bytes of memory allowed")]
     MemoryLimit { limit: u64 },
 
-    #[error("{} (supported: JPEG, PNG, WebP, GIF)", unsupported(*detected))]
+    #[error("{} (supported: {})", unsupported(*detected), supported_list())]
     UnsupportedFormat { detected: Format },
 
     #[error("the {format} image is corrupt or truncated: {reason}")]
@@ -68,6 +68,14 @@ impl ProcessError {
     pub fn is_input_error(&self) -> bool {
         !matches!(self, Self::EncodeFailed { .. } | Self::Internal { .. })
     }
+}
+
+fn supported_list() -> String {
+    Format::SUPPORTED
+        .iter()
+        .map(|f| f.display_name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn unsupported(detected: Format) -> String {

@@ -28,12 +28,53 @@ pub enum Format {
 }
 
 impl Format {
-    /// Whether `process` decodes this format.
+    /// Whether `process` decodes this format (on this target: AVIF's decoder does not build
+    /// for `wasm32-unknown-unknown`).
     pub fn is_supported(self) -> bool {
-        matches!(
-            self,
-            Format::Jpeg | Format::Png | Format::Webp | Format::Gif
-        )
+        Self::SUPPORTED.contains(&self)
+    }
+
+    /// Every format `process` decodes on this target, in the order messages list them.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    pub const SUPPORTED: &[Format] = &[
+        Format::Jpeg,
+        Format::Png,
+        Format::Webp,
+        Format::Gif,
+        Format::Avif,
+        Format::Tiff,
+    ];
+    /// Every format `process` decodes on this target, in the order messages list them.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    pub const SUPPORTED: &[Format] = &[
+        Format::Jpeg,
+        Format::Png,
+        Format::Webp,
+        Format::Gif,
+        Format::Tiff,
+    ];
+
+    /// The name people know the format by ("JPEG", "WebP"), for messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Format::Jpeg => "JPEG",
+            Format::Png => "PNG",
+            Format::Webp => "WebP",
+            Format::Gif => "GIF",
+            Format::Heic => "HEIC",
+            Format::Avif => "AVIF",
+            Format::Jxl => "JPEG XL",
+            Format::Tiff => "TIFF",
+            Format::Bmp => "BMP",
+            Format::Ico => "ICO",
+            Format::Psd => "PSD",
+            Format::Pdf => "PDF",
+            Format::Svg => "SVG",
+            Format::Html => "HTML",
+            Format::Xml => "XML",
+            Format::Zip => "ZIP",
+            Format::Unknown => "unknown",
+        }
     }
 
     /// Whether this is a picture format at all (supported or not). Hosts answer "not an
@@ -74,6 +115,7 @@ impl Format {
             Format::Png => Some(image::ImageFormat::Png),
             Format::Webp => Some(image::ImageFormat::WebP),
             Format::Gif => Some(image::ImageFormat::Gif),
+            Format::Tiff => Some(image::ImageFormat::Tiff),
             _ => None,
         }
     }
@@ -200,20 +242,32 @@ mod tests {
     }
 
     #[test]
-    fn only_the_four_decoded_formats_are_supported() {
+    fn the_decoded_formats_are_supported_and_no_others() {
         let supported: Vec<_> = [
             Format::Jpeg,
             Format::Png,
             Format::Webp,
             Format::Gif,
+            Format::Avif,
+            Format::Tiff,
             Format::Heic,
+            Format::Jxl,
+            Format::Bmp,
+            Format::Svg,
         ]
         .into_iter()
         .filter(|f| f.is_supported())
         .collect();
         assert_eq!(
             supported,
-            [Format::Jpeg, Format::Png, Format::Webp, Format::Gif]
+            [
+                Format::Jpeg,
+                Format::Png,
+                Format::Webp,
+                Format::Gif,
+                Format::Avif,
+                Format::Tiff
+            ]
         );
     }
 }

@@ -153,16 +153,20 @@ pub fn decode(bytes: &[u8], policy: &Policy) -> Result<Decoded, ProcessError> {
         });
     }
     let format = supported_format(bytes)?;
-    let open = decode::open(bytes, format, policy)?;
+    let mut open = decode::open(bytes, format, policy)?;
     let frames = open.header.frames;
     let orientation = open.header.orientation;
-    // PNG's cICP, when present, overrides any ICC profile (PNG third edition, 4.3).
-    let to_srgb = match (open.header.cicp, &open.header.icc_profile) {
+    let header_cicp = open.header.cicp;
+    let icc_profile = open.header.icc_profile.take();
+    let decoded = open.decode(policy)?;
+    // Code points (PNG's cICP, AVIF's nclx), when present, override any ICC profile (PNG
+    // third edition, 4.3); an AVIF without either uses its AV1 stream's.
+    let to_srgb = match (header_cicp.or(decoded.stream_cicp), &icc_profile) {
         (Some(cicp), _) => color::ToSrgb::from_cicp(cicp),
         (None, Some(icc)) => color::ToSrgb::from_icc(icc),
         (None, None) => None,
     };
-    let pixels = into_rgb_or_rgba(open.decode(policy)?);
+    let pixels = into_rgb_or_rgba(decoded.image);
     Ok(Decoded {
         pixels,
         format,

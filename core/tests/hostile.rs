@@ -255,8 +255,6 @@ fn markup_disguised_as_images_is_named_in_the_refusal() {
         ),
         (b"%PDF-1.4\n1 0 obj\n", Format::Pdf),
         (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", Format::Heic),
-        (b"\0\0\0\x1cftypavif\0\0\0\0avifmif1", Format::Avif),
-        (b"II*\0\x08\0\0\0\0\0", Format::Tiff),
         (b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", Format::Bmp),
         (b"just some text", Format::Unknown),
     ];
@@ -372,4 +370,272 @@ fn a_colour_profile_bomb_is_not_inflated() {
     let (probed, peak) = peak_bytes(|| probe(&bomb));
     assert_eq!(probed.unwrap().format, Format::Png);
     assert!(peak < 100 * MIB, "probe peak {} MiB", peak / MIB);
+}
+
+// --- AVIF (HEIF container) and TIFF -----------------------------------------------------
+
+fn bmff(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
+    let mut b = vec![version, 0, 0, 0];
+    b.extend_from_slice(body);
+    bmff(kind, &b)
+}
+
+/// An AVIF's parts, to be lied about one at a time.
+struct Heif {
+    /// Item 1 is the primary. (id, type)
+    items: Vec<(u16, [u8; 4])>,
+    /// (item, extents as (offset from the start of `mdat`'s data, length)); offsets past
+    /// `u32::MAX - mdat start` are written as is (for "past the end" lies).
+    locations: Vec<(u16, Vec<(u64, u32)>)>,
+    /// (item, ispe)
+    sizes: Vec<(u16, (u32, u32))>,
+    /// (type, from, to…)
+    references: Vec<([u8; 4], u16, Vec<u16>)>,
+    mdat: Vec<u8>,
+}
+
+impl Heif {
+    /// One AV1 item of `width`×`height` whose data is `mdat`.
+    fn single(width: u32, height: u32, mdat: Vec<u8>) -> Heif {
+        let len = mdat.len() as u32;
+        Heif {
+            items: vec![(1, *b"av01")],
+            locations: vec![(1, vec![(0, len)])],
+            sizes: vec![(1, (width, height))],
+            references: Vec::new(),
+            mdat,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let build = |mdat_start: u64| {
+            let ftyp = bmff(b"ftyp", b"avif\0\0\0\0avifmif1miaf");
+            let mut meta = full_box(b"hdlr", 0, b"\0\0\0\0pict\0\0\0\0\0\0\0\0\0\0\0\0\0");
+            meta.extend(full_box(b"pitm", 0, &1u16.to_be_bytes()));
+            let mut iinf = (self.items.len() as u16).to_be_bytes().to_vec();
+            for (id, kind) in &self.items {
+                let mut infe = id.to_be_bytes().to_vec();
+                infe.extend_from_slice(&[0, 0]);
+                infe.extend_from_slice(kind);
+                infe.push(0);
+                iinf.extend(full_box(b"infe", 2, &infe));
+            }
+            meta.extend(full_box(b"iinf", 0, &iinf));
+            // iloc v0: offset and length 4 bytes, no base offset.
+            let mut iloc = vec![0x44, 0x00];
+            iloc.extend_from_slice(&(self.locations.len() as u16).to_be_bytes());
+            for (id, extents) in &self.locations {
+                iloc.extend_from_slice(&id.to_be_bytes());
+                iloc.extend_from_slice(&[0, 0]);
+                iloc.extend_from_slice(&(extents.len() as u16).to_be_bytes());
+                for (offset, length) in extents {
+                    let absolute = (mdat_start + offset).min(u64::from(u32::MAX)) as u32;
+                    iloc.extend_from_slice(&absolute.to_be_bytes());
+                    iloc.extend_from_slice(&length.to_be_bytes());
+                }
+            }
+            meta.extend(full_box(b"iloc", 0, &iloc));
+            // Properties: av1C (index 1), then one ispe per sized item.
+            let mut ipco = bmff(b"av1C", &[0x81, 0x00, 0x0c, 0x00]);
+            let mut ipma = (self.items.len() as u32).to_be_bytes().to_vec();
+            for (i, (id, (w, h))) in self.sizes.iter().enumerate() {
+                let mut ispe = w.to_be_bytes().to_vec();
+                ispe.extend_from_slice(&h.to_be_bytes());
+                ipco.extend(full_box(b"ispe", 0, &ispe));
+                ipma.extend_from_slice(&id.to_be_bytes());
+                ipma.extend_from_slice(&[2, 0x81, 0x80 | (i as u8 + 2)]);
+            }
+            let mut iprp = bmff(b"ipco", &ipco);
+            iprp.extend(full_box(b"ipma", 0, &ipma));
+            meta.extend(bmff(b"iprp", &iprp));
+            if !self.references.is_empty() {
+                let mut iref = Vec::new();
+                for (kind, from, to) in &self.references {
+                    let mut r = from.to_be_bytes().to_vec();
+                    r.extend_from_slice(&(to.len() as u16).to_be_bytes());
+                    for t in to {
+                        r.extend_from_slice(&t.to_be_bytes());
+                    }
+                    iref.extend(bmff(kind, &r));
+                }
+                meta.extend(full_box(b"iref", 0, &iref));
+            }
+            let mut file = ftyp;
+            file.extend(full_box(b"meta", 0, &meta));
+            let start = file.len() as u64 + 8;
+            file.extend(bmff(b"mdat", &self.mdat));
+            (file, start)
+        };
+        let (_, start) = build(0);
+        build(start).0
+    }
+}
+
+/// A grid item (id 1) of `rows`×`columns` tiles (ids 2…) each `tile`, its output `output`.
+fn avif_grid(rows: u8, columns: u8, output: (u32, u32), tile: (u32, u32), tiles: u16) -> Heif {
+    let mut grid = vec![0, 1, rows - 1, columns - 1];
+    grid.extend_from_slice(&output.0.to_be_bytes());
+    grid.extend_from_slice(&output.1.to_be_bytes());
+    let mut heif = Heif {
+        items: vec![(1, *b"grid")],
+        locations: vec![(1, vec![(0, grid.len() as u32)])],
+        sizes: vec![(1, output)],
+        references: vec![(*b"dimg", 1, (2..2 + tiles).collect())],
+        mdat: grid,
+    };
+    for id in 2..2 + tiles.min(64) {
+        heif.items.push((id, *b"av01"));
+        heif.locations.push((id, vec![(0, 4)]));
+        heif.sizes.push((id, tile));
+    }
+    heif
+}
+
+#[test]
+fn avif_size_claims_are_refused_before_anything_is_allocated() {
+    let cases = [
+        (
+            "ispe 65535²",
+            Heif::single(65_535, 65_535, vec![0; 64]),
+            "dimensions_too_large",
+        ),
+        (
+            "ispe 30000²",
+            Heif::single(30_000, 30_000, vec![0; 64]),
+            "too_many_pixels",
+        ),
+        (
+            "grid output 60000x100",
+            avif_grid(1, 2, (60_000, 100), (30_000, 100), 2),
+            "dimensions_too_large",
+        ),
+        (
+            "grid of 256x256 tiles of 512² (131 Gpx)",
+            avif_grid(255, 255, (8_000, 8_000), (512, 512), 65_025),
+            // More references than the parser reads (4,096): refused before any tile.
+            "unsupported_feature",
+        ),
+        (
+            "grid of 16x16 tiles of 4096² behind a small output",
+            avif_grid(16, 16, (100, 100), (4096, 4096), 256),
+            "too_many_pixels",
+        ),
+    ];
+    for (label, heif, code) in cases {
+        assert_refused(label, &heif.bytes(), code, 2);
+    }
+}
+
+#[test]
+fn avif_structural_lies_are_corrupt_and_cost_no_more_than_the_file() {
+    let mut self_grid = avif_grid(1, 1, (64, 64), (64, 64), 1);
+    self_grid.references = vec![(*b"dimg", 1, vec![1])];
+    let mut grid_of_grids = avif_grid(1, 1, (64, 64), (64, 64), 1);
+    grid_of_grids.items[1].1 = *b"grid";
+    let mut past_end = Heif::single(64, 64, vec![0; 64]);
+    past_end.locations[0].1 = vec![(1 << 31, 64)];
+    // 60,000 extents that each name the whole payload: 60,000 × 64 KiB = 3.7 GiB if joined.
+    let mut overlapping = Heif::single(64, 64, vec![0; 64 * 1024]);
+    overlapping.locations[0].1 = vec![(0, 64 * 1024); 60_000];
+    let mut no_location = Heif::single(64, 64, vec![0; 64]);
+    no_location.locations.clear();
+    let cases = [
+        ("a grid that contains itself", self_grid),
+        ("a grid of grids", grid_of_grids),
+        ("item data past the end", past_end),
+        ("overlapping extents", overlapping),
+        ("an item with no location", no_location),
+        ("an AV1 item of zeros", Heif::single(64, 64, vec![0; 64])),
+    ];
+    for (label, heif) in cases {
+        let bytes = heif.bytes();
+        assert_refused(label, &bytes, "corrupt_image", 2 + bytes.len() / MIB);
+    }
+}
+
+/// A real AVIF (a conformance file) cut anywhere is refused as corrupt: the container's
+/// lengths, then the AV1 stream's.
+#[test]
+fn truncated_avif_is_corrupt() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/formats/linku_fox.profile0.8bpc.yuv420.avif");
+    let bytes = std::fs::read(path).unwrap();
+    let step = (bytes.len() / 60).max(1);
+    for cut in (12..bytes.len() - 1).step_by(step) {
+        match process(&bytes[..cut], &Policy::default()) {
+            Ok(_) => panic!("cut at {cut}/{} was accepted", bytes.len()),
+            Err(e) => assert_eq!(e.code(), "corrupt_image", "cut at {cut}: {e}"),
+        }
+    }
+}
+
+/// A little-endian TIFF: one 8-bit RGB strip image with `width`×`height`, its strip at
+/// `strip_offset` (`None`: right after the header) and its IFD's next-IFD pointer `next`.
+fn tiff_claiming(width: u32, height: u32, strip_offset: Option<u32>, next: u32) -> Vec<u8> {
+    let entries: [(u16, u16, u32, u32); 8] = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 2),
+        (273, 4, 1, strip_offset.unwrap_or(8 + 2 + 9 * 12 + 4)),
+        (277, 3, 1, 3),
+        (279, 4, 1, width.saturating_mul(height).saturating_mul(3)),
+    ];
+    let mut out = b"II*\0".to_vec();
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&9u16.to_le_bytes());
+    for (tag, kind, count, value) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    // RowsPerStrip = height.
+    out.extend_from_slice(&278u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&next.to_le_bytes());
+    let pixels = (width as usize * height as usize * 3).min(1 << 20);
+    out.extend(std::iter::repeat_n(0x80, pixels));
+    out
+}
+
+#[test]
+fn tiff_lies_are_refused_without_allocating_what_they_claim() {
+    assert!(process(&tiff_claiming(64, 48, None, 0), &Policy::default()).is_ok());
+    assert_refused(
+        "100000 px wide",
+        &tiff_claiming(100_000, 10, None, 0),
+        "dimensions_too_large",
+        2,
+    );
+    assert_refused(
+        "30000²",
+        &tiff_claiming(30_000, 30_000, None, 0),
+        "too_many_pixels",
+        2,
+    );
+    assert_refused(
+        "strip past the end",
+        &tiff_claiming(64, 48, Some(1 << 30), 0),
+        "corrupt_image",
+        2,
+    );
+}
+
+/// An IFD chain that loops back on itself is refused as corrupt, not followed forever.
+#[test]
+fn a_tiff_ifd_loop_is_not_followed_forever() {
+    let looped = tiff_claiming(64, 48, None, 8);
+    let error = assert_refused("IFD loop", &looped, "corrupt_image", 2);
+    assert!(error.to_string().contains("cycle"), "{error}");
 }
