@@ -449,11 +449,16 @@ impl Heif {
                 let mut ispe = w.to_be_bytes().to_vec();
                 ispe.extend_from_slice(&h.to_be_bytes());
                 ipco.extend(full_box(b"ispe", 0, &ispe));
+                // Two associations, 16-bit indices (flags 1), essential: av1C, its ispe.
                 ipma.extend_from_slice(&id.to_be_bytes());
-                ipma.extend_from_slice(&[2, 0x81, 0x80 | (i as u8 + 2)]);
+                ipma.push(2);
+                ipma.extend_from_slice(&0x8001u16.to_be_bytes());
+                ipma.extend_from_slice(&(0x8000 | (i as u16 + 2)).to_be_bytes());
             }
             let mut iprp = bmff(b"ipco", &ipco);
-            iprp.extend(full_box(b"ipma", 0, &ipma));
+            let mut ipma_box = vec![0, 0, 0, 1];
+            ipma_box.extend(ipma);
+            iprp.extend(bmff(b"ipma", &ipma_box));
             meta.extend(bmff(b"iprp", &iprp));
             if !self.references.is_empty() {
                 let mut iref = Vec::new();
@@ -490,7 +495,8 @@ fn avif_grid(rows: u8, columns: u8, output: (u32, u32), tile: (u32, u32), tiles:
         references: vec![(*b"dimg", 1, (2..2 + tiles).collect())],
         mdat: grid,
     };
-    for id in 2..2 + tiles.min(64) {
+    // Every tile an item, up to what a test needs (the 65,025-tile lie has only its refs).
+    for id in 2..2 + if tiles <= 1024 { tiles } else { 0 } {
         heif.items.push((id, *b"av01"));
         heif.locations.push((id, vec![(0, 4)]));
         heif.sizes.push((id, tile));
@@ -525,6 +531,11 @@ fn avif_size_claims_are_refused_before_anything_is_allocated() {
         (
             "grid of 16x16 tiles of 4096² behind a small output",
             avif_grid(16, 16, (100, 100), (4096, 4096), 256),
+            "corrupt_image",
+        ),
+        (
+            "grid of 16x16 tiles of 2048² (1 Gpx)",
+            avif_grid(16, 16, (32_768, 32_768), (2048, 2048), 256),
             "too_many_pixels",
         ),
     ];
