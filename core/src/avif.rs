@@ -3,14 +3,16 @@
 //! YUV to 8-bit RGB(A) here.
 //!
 //! rav1d does not build for `wasm32-unknown-unknown` (it needs `libc` types that target
-//! lacks), so there AVIF is not decoded (see `Format::is_supported`).
+//! lacks), so there AVIF is not decoded (see `Format::is_supported`; `build.rs` sets the
+//! `avif` cfg everywhere else).
 
-use image::{DynamicImage, RgbImage, RgbaImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, Rgb, RgbImage, RgbaImage};
 use re_rav1d::dav1d::{self, Picture, PixelLayout, PlanarImageComponent};
 
-use crate::decode::Cicp;
+use crate::decode::{Cicp, Decoder, Header, OpenImage, check_dimensions, corrupt as corrupt_in};
 use crate::error::ProcessError;
-use crate::heif::{Coded, Nclx, Payload};
+use crate::heif::{self, CodecKind, Coded, Nclx, Payload, Transform};
 use crate::policy::Policy;
 use crate::sniff::Format;
 
@@ -407,4 +409,159 @@ pub(crate) fn decode(image: &crate::heif::Image, policy: &Policy) -> Result<Deco
     }
     .ok_or_else(|| corrupt("decoded buffer does not match the header"))?;
     Ok(Decoded { image, stream_cicp })
+}
+
+/// Open an AVIF: read its container, check every size it claims (the image, each grid
+/// tile, the tiles' total, the alpha image) against the policy, and work out the crop and
+/// orientation. Nothing is decoded and nothing is sized from a claim before its check.
+pub(crate) fn open<'a>(bytes: &'a [u8], policy: &Policy) -> Result<OpenImage<'a>, ProcessError> {
+    let image = heif::read(bytes).map_err(|e| heif_error(Format::Avif, e))?;
+    for coded in std::iter::once(&image.coded).chain(image.alpha.as_ref()) {
+        check_coded(Format::Avif, coded, policy)?;
+    }
+    check_dimensions(Format::Avif, image.width, image.height, policy)?;
+    let crop = image.transforms.iter().find_map(|t| match t {
+        Transform::Crop(clap) => clap.rectangle(image.width, image.height),
+        _ => None,
+    });
+    let (width, height) = crop.map_or((image.width, image.height), |(_, _, w, h)| (w, h));
+    // An ICC profile, when there is one, describes the colour (the nclx box still gives the
+    // YUV matrix), as libavif and browsers read it.
+    let cicp = image
+        .colour
+        .nclx
+        .filter(|_| image.colour.icc.is_none())
+        .and_then(
+            |Nclx {
+                 primaries,
+                 transfer,
+                 ..
+             }| to_convert(primaries, transfer),
+        );
+    Ok(OpenImage {
+        header: Header {
+            width,
+            height,
+            // EXIF orientation inside a HEIF file is informative only: `irot` and `imir`
+            // say how to display it (applying both would turn an iPhone photo twice).
+            orientation: orientation_of(&image.transforms),
+            icc_profile: image.colour.icc.clone(),
+            cicp,
+            frames: image.frames,
+        },
+        format: Format::Avif,
+        decoder: Decoder::Avif {
+            image: Box::new(image),
+            crop,
+        },
+    })
+}
+
+/// Check each coded image's claimed size, and a grid's tiles' total, against the policy.
+fn check_coded(format: Format, coded: &heif::Coded, policy: &Policy) -> Result<(), ProcessError> {
+    match coded {
+        heif::Coded::Single(payload) => {
+            check_codec(format, payload)?;
+            check_dimensions(format, payload.width, payload.height, policy)
+        }
+        heif::Coded::Grid {
+            layout,
+            tile_width,
+            tile_height,
+            tiles,
+        } => {
+            check_dimensions(format, layout.output_width, layout.output_height, policy)?;
+            check_dimensions(format, *tile_width, *tile_height, policy)?;
+            let total = |tile: u32, n: u32| u32::try_from(u64::from(tile) * u64::from(n));
+            let (Ok(w), Ok(h)) = (
+                total(*tile_width, layout.columns),
+                total(*tile_height, layout.rows),
+            ) else {
+                return Err(ProcessError::DimensionsTooLarge {
+                    width: u32::MAX,
+                    height: u32::MAX,
+                    limit: policy.max_side,
+                });
+            };
+            check_dimensions(format, w, h, policy)?;
+            tiles.iter().try_for_each(|tile| check_codec(format, tile))
+        }
+    }
+}
+
+fn check_codec(format: Format, payload: &heif::Payload) -> Result<(), ProcessError> {
+    match (format, payload.codec) {
+        // av1C starts with its marker bit and version 1 (AV1-ISOBMFF 2.3.3).
+        (Format::Avif, CodecKind::Av1) if payload.config.first() == Some(&0x81) => Ok(()),
+        (Format::Avif, CodecKind::Av1) => Err(corrupt_in(
+            format,
+            "the AV1 configuration ('av1C') is not version 1",
+        )),
+        (_, codec) => Err(ProcessError::UnsupportedFeature {
+            format,
+            reason: format!("{codec:?} coded images in a {format} file"),
+        }),
+    }
+}
+
+fn heif_error(format: Format, error: heif::HeifError) -> ProcessError {
+    match error {
+        heif::HeifError::Corrupt(reason) => corrupt_in(format, reason),
+        heif::HeifError::Unsupported(reason) => ProcessError::UnsupportedFeature { format, reason },
+    }
+}
+
+/// The conversion a coded image's H.273 primaries and transfer need after YUV→RGB, or
+/// `None` for sRGB. "Unspecified" and the BT.709/BT.601 video curves are read as sRGB, as
+/// browsers and libavif do.
+pub(crate) fn to_convert(primaries: u16, transfer: u16) -> Option<Cicp> {
+    let primaries = match primaries {
+        2 => 1,
+        p => u8::try_from(p).ok()?,
+    };
+    let transfer = match transfer {
+        1 | 2 | 6 | 14 | 15 => 13,
+        t => u8::try_from(t).ok()?,
+    };
+    (primaries, transfer).ne(&(1, 13)).then_some(Cicp {
+        primaries,
+        transfer,
+        matrix: 0,
+        full_range: true,
+    })
+}
+
+/// The EXIF orientation that does what HEIF's rotations (`irot`, anti-clockwise quarter
+/// turns) and mirrors (`imir`) do, in their order: found by applying both to a 3×2 probe.
+fn orientation_of(transforms: &[Transform]) -> Orientation {
+    let probe =
+        || DynamicImage::ImageRgb8(RgbImage::from_fn(3, 2, |x, y| Rgb([x as u8, y as u8, 0])));
+    let mut moved = probe();
+    for transform in transforms {
+        moved = match transform {
+            Transform::Rotate(1) => moved.rotate270(),
+            Transform::Rotate(2) => moved.rotate180(),
+            Transform::Rotate(3) => moved.rotate90(),
+            Transform::Mirror(0) => moved.fliph(),
+            Transform::Mirror(_) => moved.flipv(),
+            Transform::Rotate(_) | Transform::Crop(_) => moved,
+        };
+    }
+    const ALL: [Orientation; 8] = [
+        Orientation::NoTransforms,
+        Orientation::Rotate90,
+        Orientation::Rotate180,
+        Orientation::Rotate270,
+        Orientation::FlipHorizontal,
+        Orientation::FlipVertical,
+        Orientation::Rotate90FlipH,
+        Orientation::Rotate270FlipH,
+    ];
+    ALL.into_iter()
+        .find(|&orientation| {
+            let mut candidate = probe();
+            candidate.apply_orientation(orientation);
+            candidate == moved
+        })
+        .unwrap_or(Orientation::NoTransforms)
 }

@@ -4,15 +4,14 @@ use std::io::Cursor;
 
 use image::error::{ImageError, LimitErrorKind};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
 use crate::error::ProcessError;
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(avif)]
 use crate::heif;
-use crate::heif::{Nclx, Transform};
 use crate::policy::Policy;
 use crate::sniff::Format;
 
@@ -45,17 +44,17 @@ pub(crate) struct Cicp {
 /// A decoder whose headers have been read, ready for the one pixel decode.
 pub(crate) struct OpenImage<'a> {
     pub header: Header,
-    format: Format,
-    decoder: Decoder<'a>,
+    pub(crate) format: Format,
+    pub(crate) decoder: Decoder<'a>,
 }
 
-enum Decoder<'a> {
+pub(crate) enum Decoder<'a> {
     /// zune-jpeg used directly: strict about truncation (which `image` leaves lenient), and
     /// the headers are parsed once instead of once per metadata query.
     Jpeg(Box<zune_jpeg::JpegDecoder<ZCursor<&'a [u8]>>>),
     Other(Box<dyn ImageDecoder + 'a>),
     /// An AVIF's primary image, its sizes checked, and the crop to apply after decoding.
-    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    #[cfg(avif)]
     Avif {
         image: Box<heif::Image>,
         crop: Option<(u32, u32, u32, u32)>,
@@ -82,8 +81,8 @@ pub(crate) fn open<'a>(
 ) -> Result<OpenImage<'a>, ProcessError> {
     let open = match format {
         Format::Jpeg => open_jpeg(bytes, policy)?,
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-        Format::Avif => open_avif(bytes, policy)?,
+        #[cfg(avif)]
+        Format::Avif => crate::avif::open(bytes, policy)?,
         _ => open_with_image(bytes, format, policy)?,
     };
     if open.header.frames > policy.max_frames {
@@ -202,7 +201,7 @@ fn jpeg_error(error: impl std::fmt::Display) -> ProcessError {
 }
 
 /// The error for a file that breaks its own format's rules.
-fn corrupt(format: Format, reason: impl std::fmt::Display) -> ProcessError {
+pub(crate) fn corrupt(format: Format, reason: impl std::fmt::Display) -> ProcessError {
     ProcessError::CorruptImage {
         format,
         reason: reason.to_string(),
@@ -239,7 +238,7 @@ impl OpenImage<'_> {
                 }
                 DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(format, cap, e))?
             }
-            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+            #[cfg(avif)]
             Decoder::Avif { image, crop } => {
                 let decoded = crate::avif::decode(&image, policy)?;
                 let known = self.header.cicp.is_some() || self.header.icc_profile.is_some();
@@ -249,10 +248,9 @@ impl OpenImage<'_> {
                 };
                 return Ok(Pixels {
                     image: pixels,
-                    stream_cicp: decoded
-                        .stream_cicp
-                        .filter(|_| !known)
-                        .and_then(|c| to_convert(c.primaries.into(), c.transfer.into())),
+                    stream_cicp: decoded.stream_cicp.filter(|_| !known).and_then(|c| {
+                        crate::avif::to_convert(c.primaries.into(), c.transfer.into())
+                    }),
                 });
             }
         };
@@ -261,165 +259,6 @@ impl OpenImage<'_> {
             stream_cicp: None,
         })
     }
-}
-
-/// Open an AVIF: read its container, check every size it claims (the image, each grid
-/// tile, the tiles' total, the alpha image) against the policy, and work out the crop and
-/// orientation. Nothing is decoded and nothing is sized from a claim before its check.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-fn open_avif<'a>(bytes: &'a [u8], policy: &Policy) -> Result<OpenImage<'a>, ProcessError> {
-    let image = heif::read(bytes).map_err(|e| heif_error(Format::Avif, e))?;
-    for coded in std::iter::once(&image.coded).chain(image.alpha.as_ref()) {
-        check_coded(Format::Avif, coded, policy)?;
-    }
-    check_dimensions(Format::Avif, image.width, image.height, policy)?;
-    let crop = image.transforms.iter().find_map(|t| match t {
-        Transform::Crop(clap) => clap.rectangle(image.width, image.height),
-        _ => None,
-    });
-    let (width, height) = crop.map_or((image.width, image.height), |(_, _, w, h)| (w, h));
-    // An ICC profile, when there is one, describes the colour (the nclx box still gives the
-    // YUV matrix), as libavif and browsers read it.
-    let cicp = image
-        .colour
-        .nclx
-        .filter(|_| image.colour.icc.is_none())
-        .and_then(
-            |Nclx {
-                 primaries,
-                 transfer,
-                 ..
-             }| to_convert(primaries, transfer),
-        );
-    Ok(OpenImage {
-        header: Header {
-            width,
-            height,
-            // EXIF orientation inside a HEIF file is informative only: `irot` and `imir`
-            // say how to display it (applying both would turn an iPhone photo twice).
-            orientation: orientation_of(&image.transforms),
-            icc_profile: image.colour.icc.clone(),
-            cicp,
-            frames: image.frames,
-        },
-        format: Format::Avif,
-        decoder: Decoder::Avif {
-            image: Box::new(image),
-            crop,
-        },
-    })
-}
-
-/// Check each coded image's claimed size, and a grid's tiles' total, against the policy.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-fn check_coded(format: Format, coded: &heif::Coded, policy: &Policy) -> Result<(), ProcessError> {
-    match coded {
-        heif::Coded::Single(payload) => {
-            check_codec(format, payload)?;
-            check_dimensions(format, payload.width, payload.height, policy)
-        }
-        heif::Coded::Grid {
-            layout,
-            tile_width,
-            tile_height,
-            tiles,
-        } => {
-            check_dimensions(format, layout.output_width, layout.output_height, policy)?;
-            check_dimensions(format, *tile_width, *tile_height, policy)?;
-            let total = |tile: u32, n: u32| u32::try_from(u64::from(tile) * u64::from(n));
-            let (Ok(w), Ok(h)) = (
-                total(*tile_width, layout.columns),
-                total(*tile_height, layout.rows),
-            ) else {
-                return Err(ProcessError::DimensionsTooLarge {
-                    width: u32::MAX,
-                    height: u32::MAX,
-                    limit: policy.max_side,
-                });
-            };
-            check_dimensions(format, w, h, policy)?;
-            tiles.iter().try_for_each(|tile| check_codec(format, tile))
-        }
-    }
-}
-
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-fn check_codec(format: Format, payload: &heif::Payload) -> Result<(), ProcessError> {
-    match (format, payload.codec) {
-        // av1C starts with its marker bit and version 1 (AV1-ISOBMFF 2.3.3).
-        (Format::Avif, heif::CodecKind::Av1) if payload.config.first() == Some(&0x81) => Ok(()),
-        (Format::Avif, heif::CodecKind::Av1) => Err(corrupt(
-            format,
-            "the AV1 configuration ('av1C') is not version 1",
-        )),
-        (_, codec) => Err(ProcessError::UnsupportedFeature {
-            format,
-            reason: format!("{codec:?} coded images in a {format} file"),
-        }),
-    }
-}
-
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-fn heif_error(format: Format, error: heif::HeifError) -> ProcessError {
-    match error {
-        heif::HeifError::Corrupt(reason) => corrupt(format, reason),
-        heif::HeifError::Unsupported(reason) => ProcessError::UnsupportedFeature { format, reason },
-    }
-}
-
-/// The conversion a coded image's H.273 primaries and transfer need after YUV→RGB, or
-/// `None` for sRGB. "Unspecified" and the BT.709/BT.601 video curves are read as sRGB, as
-/// browsers and libavif do.
-fn to_convert(primaries: u16, transfer: u16) -> Option<Cicp> {
-    let primaries = match primaries {
-        2 => 1,
-        p => u8::try_from(p).ok()?,
-    };
-    let transfer = match transfer {
-        1 | 2 | 6 | 14 | 15 => 13,
-        t => u8::try_from(t).ok()?,
-    };
-    (primaries, transfer).ne(&(1, 13)).then_some(Cicp {
-        primaries,
-        transfer,
-        matrix: 0,
-        full_range: true,
-    })
-}
-
-/// The EXIF orientation that does what HEIF's rotations (`irot`, anti-clockwise quarter
-/// turns) and mirrors (`imir`) do, in their order: found by applying both to a 3×2 probe.
-fn orientation_of(transforms: &[Transform]) -> Orientation {
-    let probe =
-        || DynamicImage::ImageRgb8(RgbImage::from_fn(3, 2, |x, y| Rgb([x as u8, y as u8, 0])));
-    let mut moved = probe();
-    for transform in transforms {
-        moved = match transform {
-            Transform::Rotate(1) => moved.rotate270(),
-            Transform::Rotate(2) => moved.rotate180(),
-            Transform::Rotate(3) => moved.rotate90(),
-            Transform::Mirror(0) => moved.fliph(),
-            Transform::Mirror(_) => moved.flipv(),
-            Transform::Rotate(_) | Transform::Crop(_) => moved,
-        };
-    }
-    const ALL: [Orientation; 8] = [
-        Orientation::NoTransforms,
-        Orientation::Rotate90,
-        Orientation::Rotate180,
-        Orientation::Rotate270,
-        Orientation::FlipHorizontal,
-        Orientation::FlipVertical,
-        Orientation::Rotate90FlipH,
-        Orientation::Rotate270FlipH,
-    ];
-    ALL.into_iter()
-        .find(|&orientation| {
-            let mut candidate = probe();
-            candidate.apply_orientation(orientation);
-            candidate == moved
-        })
-        .unwrap_or(Orientation::NoTransforms)
 }
 
 /// A zero-sized image is a corrupt header, whatever the policy (`probe` refuses it too).
@@ -434,7 +273,7 @@ fn check_not_empty(format: Format, width: u32, height: u32) -> Result<(), Proces
 }
 
 /// Check claimed dimensions against the policy. Runs before any pixel allocation.
-fn check_dimensions(
+pub(crate) fn check_dimensions(
     format: Format,
     width: u32,
     height: u32,

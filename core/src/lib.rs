@@ -9,13 +9,14 @@
 //! assert!(processed.display.width <= 2048 && processed.thumbnail.width == 400);
 //! ```
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(avif)]
 mod avif;
 mod color;
 mod decode;
 mod encode;
 mod error;
 pub mod geometry;
+#[cfg(avif)]
 mod heif;
 mod policy;
 mod resize;

@@ -35,7 +35,7 @@ impl Format {
     }
 
     /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    #[cfg(avif)]
     pub const SUPPORTED: &[Format] = &[
         Format::Jpeg,
         Format::Png,
@@ -45,7 +45,7 @@ impl Format {
         Format::Tiff,
     ];
     /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    #[cfg(not(avif))]
     pub const SUPPORTED: &[Format] = &[
         Format::Jpeg,
         Format::Png,
