@@ -77,42 +77,20 @@ fn assert_refused(label: &str, bytes: &[u8], code: &str, max_mib: usize) -> Proc
     error
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(data);
-    hasher.finalize()
-}
-
-/// A PNG whose IHDR claims `width × height` followed by a tiny IDAT.
+/// A PNG whose IHDR claims `width × height` (8-bit RGB) followed by a tiny IDAT.
 fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1A\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(b"IEND", &[]);
-    out
+    png_with(
+        width,
+        height,
+        2,
+        &[],
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    )
 }
 
 /// A real small JPEG whose SOF header is rewritten to claim `width × height`.
 fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
-    let mut bytes = jpeg_rgb(&gradient(64, 64));
-    let sof = bytes
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0])
-        .expect("baseline SOF0");
-    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
-    bytes
+    jpeg_claiming_sides(jpeg_rgb(&gradient(64, 64)), width, height)
 }
 
 #[test]
@@ -195,25 +173,6 @@ fn a_four_hundred_frame_gif_gives_its_first_frame() {
         process(&bytes, &narrowed).unwrap_err(),
         ProcessError::TooManyFrames { limit: 16 }
     );
-}
-
-/// One real 1×1 frame, then `empty_frames` frames of 14 bytes each (descriptor, LZW code
-/// size, one sub-block holding just the clear and end codes, terminator): the most frames
-/// per byte a GIF can hold.
-fn gif_of_empty_frames(empty_frames: usize) -> Vec<u8> {
-    let mut gif = b"GIF89a".to_vec();
-    // Screen 1×1, a global table of two colours (black, white).
-    gif.extend_from_slice(&[1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
-    let descriptor = [0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0];
-    gif.extend_from_slice(&descriptor);
-    // Clear, index 0, end: the one pixel, LZW-coded.
-    gif.extend_from_slice(&[0x02, 0x02, 0x44, 0x01, 0x00]);
-    for _ in 0..empty_frames {
-        gif.extend_from_slice(&descriptor);
-        gif.extend_from_slice(&[0x02, 0x01, 0x2C, 0x00]);
-    }
-    gif.push(0x3B);
-    gif
 }
 
 /// What the count limit was there for: a frame bomb is still one cheap scan, now bounded by
