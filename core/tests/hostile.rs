@@ -12,6 +12,7 @@ use std::cell::Cell;
 use common::*;
 use image::{DynamicImage, ImageFormat};
 use imgsvc_core::{Format, Policy, ProcessError, probe, process};
+use imgsvc_testkit::forge::{Heif, avif_grid, tiff_claiming};
 
 thread_local! {
     static LIVE: Cell<usize> = const { Cell::new(0) };
@@ -77,42 +78,20 @@ fn assert_refused(label: &str, bytes: &[u8], code: &str, max_mib: usize) -> Proc
     error
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(data);
-    hasher.finalize()
-}
-
-/// A PNG whose IHDR claims `width × height` followed by a tiny IDAT.
+/// A PNG whose IHDR claims `width × height` (8-bit RGB) followed by a tiny IDAT.
 fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1A\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(b"IEND", &[]);
-    out
+    png_with(
+        width,
+        height,
+        2,
+        &[],
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    )
 }
 
 /// A real small JPEG whose SOF header is rewritten to claim `width × height`.
 fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
-    let mut bytes = jpeg_rgb(&gradient(64, 64));
-    let sof = bytes
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0])
-        .expect("baseline SOF0");
-    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
-    bytes
+    jpeg_claiming_sides(jpeg_rgb(&gradient(64, 64)), width, height)
 }
 
 #[test]
@@ -195,25 +174,6 @@ fn a_four_hundred_frame_gif_gives_its_first_frame() {
         process(&bytes, &narrowed).unwrap_err(),
         ProcessError::TooManyFrames { limit: 16 }
     );
-}
-
-/// One real 1×1 frame, then `empty_frames` frames of 14 bytes each (descriptor, LZW code
-/// size, one sub-block holding just the clear and end codes, terminator): the most frames
-/// per byte a GIF can hold.
-fn gif_of_empty_frames(empty_frames: usize) -> Vec<u8> {
-    let mut gif = b"GIF89a".to_vec();
-    // Screen 1×1, a global table of two colours (black, white).
-    gif.extend_from_slice(&[1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
-    let descriptor = [0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0];
-    gif.extend_from_slice(&descriptor);
-    // Clear, index 0, end: the one pixel, LZW-coded.
-    gif.extend_from_slice(&[0x02, 0x02, 0x44, 0x01, 0x00]);
-    for _ in 0..empty_frames {
-        gif.extend_from_slice(&descriptor);
-        gif.extend_from_slice(&[0x02, 0x01, 0x2C, 0x00]);
-    }
-    gif.push(0x3B);
-    gif
 }
 
 /// What the count limit was there for: a frame bomb is still one cheap scan, now bounded by
@@ -374,136 +334,6 @@ fn a_colour_profile_bomb_is_not_inflated() {
 
 // --- AVIF (HEIF container) and TIFF -----------------------------------------------------
 
-fn bmff(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(body);
-    out
-}
-
-fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
-    let mut b = vec![version, 0, 0, 0];
-    b.extend_from_slice(body);
-    bmff(kind, &b)
-}
-
-/// An AVIF's parts, to be lied about one at a time.
-struct Heif {
-    /// Item 1 is the primary. (id, type)
-    items: Vec<(u16, [u8; 4])>,
-    /// (item, extents as (offset from the start of `mdat`'s data, length)); offsets past
-    /// `u32::MAX - mdat start` are written as is (for "past the end" lies).
-    locations: Vec<(u16, Vec<(u64, u32)>)>,
-    /// (item, ispe)
-    sizes: Vec<(u16, (u32, u32))>,
-    /// (type, from, to…)
-    references: Vec<([u8; 4], u16, Vec<u16>)>,
-    mdat: Vec<u8>,
-}
-
-impl Heif {
-    /// One AV1 item of `width`×`height` whose data is `mdat`.
-    fn single(width: u32, height: u32, mdat: Vec<u8>) -> Heif {
-        let len = mdat.len() as u32;
-        Heif {
-            items: vec![(1, *b"av01")],
-            locations: vec![(1, vec![(0, len)])],
-            sizes: vec![(1, (width, height))],
-            references: Vec::new(),
-            mdat,
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let build = |mdat_start: u64| {
-            let ftyp = bmff(b"ftyp", b"avif\0\0\0\0avifmif1miaf");
-            let mut meta = full_box(b"hdlr", 0, b"\0\0\0\0pict\0\0\0\0\0\0\0\0\0\0\0\0\0");
-            meta.extend(full_box(b"pitm", 0, &1u16.to_be_bytes()));
-            let mut iinf = (self.items.len() as u16).to_be_bytes().to_vec();
-            for (id, kind) in &self.items {
-                let mut infe = id.to_be_bytes().to_vec();
-                infe.extend_from_slice(&[0, 0]);
-                infe.extend_from_slice(kind);
-                infe.push(0);
-                iinf.extend(full_box(b"infe", 2, &infe));
-            }
-            meta.extend(full_box(b"iinf", 0, &iinf));
-            // iloc v0: offset and length 4 bytes, no base offset.
-            let mut iloc = vec![0x44, 0x00];
-            iloc.extend_from_slice(&(self.locations.len() as u16).to_be_bytes());
-            for (id, extents) in &self.locations {
-                iloc.extend_from_slice(&id.to_be_bytes());
-                iloc.extend_from_slice(&[0, 0]);
-                iloc.extend_from_slice(&(extents.len() as u16).to_be_bytes());
-                for (offset, length) in extents {
-                    let absolute = (mdat_start + offset).min(u64::from(u32::MAX)) as u32;
-                    iloc.extend_from_slice(&absolute.to_be_bytes());
-                    iloc.extend_from_slice(&length.to_be_bytes());
-                }
-            }
-            meta.extend(full_box(b"iloc", 0, &iloc));
-            // Properties: av1C (index 1), then one ispe per sized item.
-            let mut ipco = bmff(b"av1C", &[0x81, 0x00, 0x0c, 0x00]);
-            let mut ipma = (self.items.len() as u32).to_be_bytes().to_vec();
-            for (i, (id, (w, h))) in self.sizes.iter().enumerate() {
-                let mut ispe = w.to_be_bytes().to_vec();
-                ispe.extend_from_slice(&h.to_be_bytes());
-                ipco.extend(full_box(b"ispe", 0, &ispe));
-                // Two associations, 16-bit indices (flags 1), essential: av1C, its ispe.
-                ipma.extend_from_slice(&id.to_be_bytes());
-                ipma.push(2);
-                ipma.extend_from_slice(&0x8001u16.to_be_bytes());
-                ipma.extend_from_slice(&(0x8000 | (i as u16 + 2)).to_be_bytes());
-            }
-            let mut iprp = bmff(b"ipco", &ipco);
-            let mut ipma_box = vec![0, 0, 0, 1];
-            ipma_box.extend(ipma);
-            iprp.extend(bmff(b"ipma", &ipma_box));
-            meta.extend(bmff(b"iprp", &iprp));
-            if !self.references.is_empty() {
-                let mut iref = Vec::new();
-                for (kind, from, to) in &self.references {
-                    let mut r = from.to_be_bytes().to_vec();
-                    r.extend_from_slice(&(to.len() as u16).to_be_bytes());
-                    for t in to {
-                        r.extend_from_slice(&t.to_be_bytes());
-                    }
-                    iref.extend(bmff(kind, &r));
-                }
-                meta.extend(full_box(b"iref", 0, &iref));
-            }
-            let mut file = ftyp;
-            file.extend(full_box(b"meta", 0, &meta));
-            let start = file.len() as u64 + 8;
-            file.extend(bmff(b"mdat", &self.mdat));
-            (file, start)
-        };
-        let (_, start) = build(0);
-        build(start).0
-    }
-}
-
-/// A grid item (id 1) of `rows`×`columns` tiles (ids 2…) each `tile`, its output `output`.
-fn avif_grid(rows: u8, columns: u8, output: (u32, u32), tile: (u32, u32), tiles: u16) -> Heif {
-    let mut grid = vec![0, 1, rows - 1, columns - 1];
-    grid.extend_from_slice(&output.0.to_be_bytes());
-    grid.extend_from_slice(&output.1.to_be_bytes());
-    let mut heif = Heif {
-        items: vec![(1, *b"grid")],
-        locations: vec![(1, vec![(0, grid.len() as u32)])],
-        sizes: vec![(1, output)],
-        references: vec![(*b"dimg", 1, (2..2 + tiles).collect())],
-        mdat: grid,
-    };
-    // Every tile an item, up to what a test needs (the 65,025-tile lie has only its refs).
-    for id in 2..2 + if tiles <= 1024 { tiles } else { 0 } {
-        heif.items.push((id, *b"av01"));
-        heif.locations.push((id, vec![(0, 4)]));
-        heif.sizes.push((id, tile));
-    }
-    heif
-}
-
 #[test]
 fn avif_size_claims_are_refused_before_anything_is_allocated() {
     let cases = [
@@ -585,39 +415,6 @@ fn truncated_avif_is_corrupt() {
             Err(e) => assert_eq!(e.code(), "corrupt_image", "cut at {cut}: {e}"),
         }
     }
-}
-
-/// A little-endian TIFF: one 8-bit RGB strip image with `width`×`height`, its strip at
-/// `strip_offset` (`None`: right after the header) and its IFD's next-IFD pointer `next`.
-fn tiff_claiming(width: u32, height: u32, strip_offset: Option<u32>, next: u32) -> Vec<u8> {
-    let entries: [(u16, u16, u32, u32); 8] = [
-        (256, 4, 1, width),
-        (257, 4, 1, height),
-        (258, 3, 1, 8),
-        (259, 3, 1, 1),
-        (262, 3, 1, 2),
-        (273, 4, 1, strip_offset.unwrap_or(8 + 2 + 9 * 12 + 4)),
-        (277, 3, 1, 3),
-        (279, 4, 1, width.saturating_mul(height).saturating_mul(3)),
-    ];
-    let mut out = b"II*\0".to_vec();
-    out.extend_from_slice(&8u32.to_le_bytes());
-    out.extend_from_slice(&9u16.to_le_bytes());
-    for (tag, kind, count, value) in entries {
-        out.extend_from_slice(&tag.to_le_bytes());
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&value.to_le_bytes());
-    }
-    // RowsPerStrip = height.
-    out.extend_from_slice(&278u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&height.to_le_bytes());
-    out.extend_from_slice(&next.to_le_bytes());
-    let pixels = (width as usize * height as usize * 3).min(1 << 20);
-    out.extend(std::iter::repeat_n(0x80, pixels));
-    out
 }
 
 #[test]

@@ -6,12 +6,12 @@
 //! re-encoded as JPEG/PNG/GIF/WebP, with and without an EXIF orientation (never committed:
 //! `fuzz/run-long.sh` and the CI smoke make them at run time). Deterministic.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use image::{DynamicImage, ImageFormat, RgbaImage};
+use imgsvc_testkit::forge::encode;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -29,12 +29,6 @@ fn write(out: &Path, target: &str, name: &str, data: &[u8]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(name), data)?;
     Ok(())
-}
-
-fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    image.write_to(&mut Cursor::new(&mut bytes), format)?;
-    Ok(bytes)
 }
 
 /// A JPEG with an EXIF APP1 segment carrying `orientation`, inserted after SOI.
@@ -62,7 +56,7 @@ fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
 fn image_seeds(out: &Path, prefix: &str, image: &DynamicImage) -> Result<()> {
     for target in ["probe", "process"] {
         let rgb = DynamicImage::ImageRgb8(image.to_rgb8());
-        let jpeg = encode(&rgb, ImageFormat::Jpeg)?;
+        let jpeg = encode(&rgb, ImageFormat::Jpeg);
         write(out, target, &format!("{prefix}.jpg"), &jpeg)?;
         write(
             out,
@@ -75,32 +69,32 @@ fn image_seeds(out: &Path, prefix: &str, image: &DynamicImage) -> Result<()> {
             out,
             target,
             &format!("{prefix}-gray.jpg"),
-            &encode(&gray, ImageFormat::Jpeg)?,
+            &encode(&gray, ImageFormat::Jpeg),
         )?;
         write(
             out,
             target,
             &format!("{prefix}.png"),
-            &encode(image, ImageFormat::Png)?,
+            &encode(image, ImageFormat::Png),
         )?;
         let wide = DynamicImage::ImageRgba16(image.to_rgba16());
         write(
             out,
             target,
             &format!("{prefix}-16bit.png"),
-            &encode(&wide, ImageFormat::Png)?,
+            &encode(&wide, ImageFormat::Png),
         )?;
         write(
             out,
             target,
             &format!("{prefix}.gif"),
-            &encode(image, ImageFormat::Gif)?,
+            &encode(image, ImageFormat::Gif),
         )?;
         write(
             out,
             target,
             &format!("{prefix}.webp"),
-            &encode(image, ImageFormat::WebP)?,
+            &encode(image, ImageFormat::WebP),
         )?;
     }
     Ok(())

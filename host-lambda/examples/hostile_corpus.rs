@@ -1,4 +1,4 @@
-//! Writes the hostile corpus (`tests/hostile/corpus.rs`) to a directory, with
+//! Writes the hostile corpus (`imgsvc_testkit::hostile`) to a directory, with
 //! `EXPECTED.tsv` (case, bytes, expected code, HTTP status and problem code):
 //!
 //!     cargo run -p imgsvc-lambda --example hostile_corpus -- /tmp/hostile
@@ -7,8 +7,7 @@
 //! binary and server; this is for poking at one case by hand (`imgsvc process FILE`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/hostile/corpus.rs"]
-mod corpus;
+use imgsvc_testkit::hostile as corpus;
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::args_os()

@@ -1,4 +1,4 @@
-//! The hostile corpus (`tests/hostile/corpus.rs`) through the real binary, twice: each case
+//! The hostile corpus (`imgsvc_testkit::hostile`) through the real binary, twice: each case
 //! in its own `imgsvc process` (exit status, JSON code, wall time and peak RSS from
 //! `wait4`), then as `POST /images` to one real `imgsvc serve` on embedded storage (status,
 //! problem code, wall time, and the server's peak RSS during the request — `VmHWM`, reset
@@ -11,18 +11,20 @@
 //! runs the server with `IMGSVC_SANDBOX=wasm` and that module instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "hostile/corpus.rs"]
-mod corpus;
+mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::served::{BIN, Served};
 use corpus::Case;
+use imgsvc_testkit::forge;
+use imgsvc_testkit::hostile as corpus;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_imgsvc");
+/// The user every upload here is made as.
+const USER: &str = "hostile";
 
 /// One measured run.
 #[derive(Debug, Clone, Default)]
@@ -97,62 +99,13 @@ fn process_run(file: &Path, out: &Path) -> Run {
 }
 
 /// A running `imgsvc serve` on an ephemeral port, embedded storage in `data`.
-struct Served {
-    child: Child,
-    url: String,
-    data: tempfile::TempDir,
-    token: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(sandbox_module: Option<&Path>) -> Served {
-    let data = tempfile::tempdir().unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env_remove("IMGSVC_S3_BUCKET")
-        .env_remove("IMGSVC_DYNAMODB_TABLE")
-        .env_remove("IMGSVC_LEGACY_DATABASE_URL")
-        .env_remove("IMGSVC_JWT_SECRET")
-        .env_remove("IMGSVC_SANDBOX")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![("RUST_LOG", "warn".as_ref())];
     if let Some(module) = sandbox_module {
-        command
-            .env("IMGSVC_SANDBOX", "wasm")
-            .env("IMGSVC_SANDBOX_MODULE", module);
+        env.push(("IMGSVC_SANDBOX", "wasm".as_ref()));
+        env.push(("IMGSVC_SANDBOX_MODULE", module.as_os_str()));
     }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    let token = Command::new(BIN)
-        .args(["token", "--user", "hostile", "--data-dir"])
-        .arg(data.path())
-        .env_remove("IMGSVC_JWT_SECRET")
-        .output()
-        .unwrap();
-    assert!(token.status.success());
-    Served {
-        child,
-        url,
-        data,
-        token: String::from_utf8(token.stdout).unwrap().trim().to_owned(),
-    }
+    Served::start(&env)
 }
 
 /// `VmHWM` (peak RSS) or `VmRSS` of `pid`, in KiB.
@@ -200,7 +153,7 @@ fn count_files(dir: &Path) -> usize {
 async fn record_count(client: &reqwest::Client, served: &Served) -> usize {
     let list: Value = client
         .get(format!("{}/images?limit=100", served.url))
-        .bearer_auth(&served.token)
+        .bearer_auth(served.token(USER))
         .send()
         .await
         .unwrap()
@@ -211,7 +164,7 @@ async fn record_count(client: &reqwest::Client, served: &Served) -> usize {
 }
 
 async fn post_run(client: &reqwest::Client, served: &Served, case: &Case) -> Run {
-    let pid = served.child.id();
+    let pid = served.pid();
     let reset = reset_hwm(pid);
     let before_kib = vm(pid, "VmRSS");
     let objects = served.data.path().join("objects");
@@ -224,7 +177,7 @@ async fn post_run(client: &reqwest::Client, served: &Served, case: &Case) -> Run
     let started = Instant::now();
     let response = client
         .post(format!("{}/images", served.url))
-        .bearer_auth(&served.token)
+        .bearer_auth(served.token(USER))
         .multipart(form)
         .send()
         .await;
@@ -447,7 +400,7 @@ fn every_hostile_case_gets_its_expected_outcome_within_bounds() {
         .unwrap();
     // The idle server's footprint, after one request has warmed it up.
     runtime.block_on(record_count(&client, &served));
-    let server_baseline_kib = vm_hwm(served.child.id());
+    let server_baseline_kib = vm_hwm(served.pid());
 
     let started = Instant::now();
     let mut rows = Vec::new();
@@ -469,9 +422,7 @@ fn every_hostile_case_gets_its_expected_outcome_within_bounds() {
         .block_on(async { client.get(format!("{}/health", served.url)).send().await })
         .unwrap();
     assert_eq!(health.status(), 200);
-    assert!(
-        served.child.id() > 0 && std::fs::metadata(format!("/proc/{}", served.child.id())).is_ok()
-    );
+    assert!(served.pid() > 0 && std::fs::metadata(format!("/proc/{}", served.pid())).is_ok());
 
     let grouped = std::env::var_os("IMGSVC_HOSTILE_GROUPED").is_some();
     let rendered = table(&rows, grouped, mode);
@@ -562,9 +513,9 @@ fn the_bomb_generator_inflates_to_what_it_claims() {
             ihdr.extend_from_slice(&((n - 1).max(1) as u32).to_be_bytes());
             ihdr.extend_from_slice(&1u32.to_be_bytes());
             ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-            corpus::png_chunk(&mut out, b"IHDR", &ihdr);
-            corpus::png_chunk(&mut out, b"IDAT", &corpus::zlib_zeros(n.max(2)));
-            corpus::png_chunk(&mut out, b"IEND", &[]);
+            forge::png_chunk(&mut out, b"IHDR", &ihdr);
+            forge::png_chunk(&mut out, b"IDAT", &corpus::zlib_zeros(n.max(2)));
+            forge::png_chunk(&mut out, b"IEND", &[]);
             out
         };
         let decoded = image::load_from_memory_with_format(&png, image::ImageFormat::Png)

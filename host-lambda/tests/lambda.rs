@@ -2,8 +2,6 @@
 //! event with JWT-authorizer claims, as Lambda would deliver it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use base64::Engine;
 use http_body_util::BodyExt;
@@ -88,10 +86,7 @@ async fn api_gateway_v2_events_with_authorizer_claims_reach_the_router() {
     let mut state = imgsvc_lambda::local::state(data.path(), "https://cdn.example")
         .await
         .unwrap();
-    let photo = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/skimage_rocket.jpg"),
-    )
-    .unwrap();
+    let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
     let (content_type, body) = multipart(&photo);
 
     // Not trusted: the authorizer's claims are ignored and no bearer token means 401.

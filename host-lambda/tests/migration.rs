@@ -17,22 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 mod common;
+use common::aws::{aws_endpoint, sdk_config_for as sdk};
 use common::fresh_database;
-
-fn aws_endpoint() -> String {
-    std::env::var("IMGSVC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
-}
-
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await
-}
 
 /// A TCP path to the emulator that can be cut: while down, new connections are dropped and
 /// open ones closed — what the SDK sees when DynamoDB is unreachable.
@@ -236,11 +222,7 @@ impl Gallery {
     }
 
     async fn upload(&self, user: &str, title: &str) -> reqwest::Response {
-        let photo = std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/corpus/skimage_rocket.jpg"),
-        )
-        .unwrap();
+        let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
         let form = Form::new()
             .part("file", Part::bytes(photo).file_name("rocket.jpg"))
             .text("title", title.to_owned());
@@ -266,11 +248,7 @@ impl Gallery {
 
     /// `POST /images`: an upload through the Image Service API (after cutover), not the gallery.
     async fn image_upload(&self, user: &str) -> String {
-        let photo = std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/corpus/skimage_rocket.jpg"),
-        )
-        .unwrap();
+        let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
         let form = Form::new().part("file", Part::bytes(photo).file_name("rocket.jpg"));
         let response = self
             .client

@@ -1,16 +1,12 @@
 //! `imgsvc process` end to end: real binary, real files, JSON lines and exit statuses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn corpus(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus")
-        .join(file)
-}
+use imgsvc_testkit::photos::photo_path as corpus;
 
 fn imgsvc(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgsvc"))

@@ -7,25 +7,17 @@
 //! `IMGSVC_SANDBOX_GUEST` names a prebuilt `.wasm`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "hostile/corpus.rs"]
-mod corpus;
+mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use common::served::{BIN, Served, serve_command};
+use imgsvc_testkit::forge;
+use imgsvc_testkit::hostile as corpus;
+use imgsvc_testkit::photos::photo_path as photo;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_imgsvc");
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-fn photo(name: &str) -> PathBuf {
-    repo_root().join("../shared/corpus").join(name)
-}
 
 /// The guest module, built once per test process.
 fn guest() -> &'static Path {
@@ -36,66 +28,11 @@ fn guest() -> &'static Path {
     })
 }
 
-struct Served {
-    child: Child,
-    url: String,
-    data: tempfile::TempDir,
-    token: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn base_command(data: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env_remove("IMGSVC_S3_BUCKET")
-        .env_remove("IMGSVC_DYNAMODB_TABLE")
-        .env_remove("IMGSVC_LEGACY_DATABASE_URL")
-        .env_remove("IMGSVC_JWT_SECRET")
-        .env_remove("IMGSVC_SANDBOX")
-        .env_remove("IMGSVC_SANDBOX_MODULE")
-        .env_remove("IMGSVC_SANDBOX_TIMEOUT_MS")
-        .env_remove("IMGSVC_SANDBOX_MEMORY_MB");
-    command
-}
+/// The user every upload here is made as.
+const USER: &str = "sandboxed";
 
 fn serve(env: &[(&str, &std::ffi::OsStr)]) -> Served {
-    let data = tempfile::tempdir().unwrap();
-    let mut command = base_command(data.path());
-    command.stdout(Stdio::piped()).stderr(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    let token = Command::new(BIN)
-        .args(["token", "--user", "sandboxed", "--data-dir"])
-        .arg(data.path())
-        .env_remove("IMGSVC_JWT_SECRET")
-        .output()
-        .unwrap();
-    assert!(token.status.success());
-    Served {
-        child,
-        url,
-        data,
-        token: String::from_utf8(token.stdout).unwrap().trim().to_owned(),
-    }
+    Served::start(env)
 }
 
 fn wasm(extra: &[(&'static str, &'static str)]) -> Served {
@@ -114,7 +51,7 @@ async fn upload(served: &Served, name: &str, bytes: Vec<u8>) -> (u16, Value) {
     );
     let response = reqwest::Client::new()
         .post(format!("{}/images", served.url))
-        .bearer_auth(&served.token)
+        .bearer_auth(served.token(USER))
         .multipart(form)
         .send()
         .await
@@ -206,7 +143,7 @@ async fn uploads_in_the_sandbox_store_the_native_bytes() {
 /// An 8000 × 8000 RGBA PNG of zeros in 250 KB: within every policy limit (64 Mpx), so the
 /// core decodes it — 256 MB of pixels, and seconds of work in the sandbox.
 fn pixel_bomb() -> Vec<u8> {
-    corpus::png_with(
+    forge::png_with(
         8_000,
         8_000,
         6,
@@ -275,7 +212,7 @@ fn unusable_sandbox_settings_refuse_to_start() {
     ];
     for (env, mention) in cases {
         let data = scratch.path().join("data");
-        let mut command = base_command(&data);
+        let mut command = serve_command(&data);
         for (key, value) in &env {
             command.env(key, value);
         }

@@ -1,15 +1,15 @@
 //! `imgsvc serve` as a process: configuration read from the environment reaches the app.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 mod common;
 use common::fresh_database;
+use common::served::{BIN, Served};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,22 +17,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A running `imgsvc serve` on an ephemeral port; killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(env: &[(&str, &std::ffi::OsStr)]) -> Served {
-    serve_in(Command::new(env!("CARGO_BIN_EXE_imgsvc")), env)
+    Served::start(env)
 }
 
 /// `serve` with at most `limit` open files (`ulimit -n`), as on a small host.
@@ -41,62 +27,8 @@ fn serve_with_file_limit(limit: u32, env: &[(&str, &std::ffi::OsStr)]) -> Served
     command
         .arg("-c")
         .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_imgsvc"));
-    serve_in(command, env)
-}
-
-/// `command` (the binary, or a wrapper that execs it) given the `serve` arguments.
-fn serve_in(command: Command, env: &[(&str, &std::ffi::OsStr)]) -> Served {
-    serve_on(tempfile::tempdir().unwrap(), command, env)
-}
-
-/// `serve_in` on an existing data directory.
-fn serve_on(
-    data: tempfile::TempDir,
-    mut command: Command,
-    env: &[(&str, &std::ffi::OsStr)],
-) -> Served {
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env_remove("IMGSVC_S3_BUCKET")
-        .env_remove("IMGSVC_DYNAMODB_TABLE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Served {
-        child,
-        url,
-        _data: data,
-    }
-}
-
-impl Served {
-    /// A token for `user`, signed with this server's secret (`imgsvc token`).
-    fn token(&self, user: &str) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
-            .args(["token", "--user", user, "--data-dir"])
-            .arg(self._data.path())
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    }
-
-    fn address(&self) -> String {
-        self.url.trim_start_matches("http://").to_owned()
-    }
+        .arg(BIN);
+    Served::spawn(tempfile::tempdir().unwrap(), command, env)
 }
 
 fn rs256(issuer: &str) -> String {
@@ -150,7 +82,7 @@ fn an_unusable_jwks_refuses_to_start() {
         "not json",
         r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}"#,
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+        let output = Command::new(BIN)
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .env("IMGSVC_JWKS", jwks)
@@ -339,10 +271,7 @@ async fn a_hung_store_fails_health_and_uploads_in_bounded_time() {
     assert_eq!(body["blobStore"], "timeout", "{body}");
     assert_eq!(body["metadataStore"], "timeout", "{body}");
 
-    let photo = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/skimage_rocket.jpg"),
-    )
-    .unwrap();
+    let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
     let upload = client
         .post(format!("{}/images", served.url))
         .bearer_auth(served.token("sam"))
@@ -388,10 +317,7 @@ async fn uploads_past_the_in_flight_bound_get_503_before_their_body_is_read() {
     for stream in &mut in_flight {
         stream.shutdown(std::net::Shutdown::Both).unwrap();
     }
-    let photo = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/skimage_rocket.jpg"),
-    )
-    .unwrap();
+    let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
     let client = reqwest::Client::new();
     let mut status = None;
     for _ in 0..20 {
@@ -430,7 +356,7 @@ fn expired_staged_originals_are_swept_at_start() {
     let fresh = staging.join(ulid::Ulid::from_parts(now_ms, 1).to_string());
     std::fs::write(&stale, b"stale").unwrap();
     std::fs::write(&fresh, b"fresh").unwrap();
-    let _served = serve_on(data, Command::new(env!("CARGO_BIN_EXE_imgsvc")), &[]);
+    let _served = Served::spawn(data, Command::new(BIN), &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while stale.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -454,10 +380,7 @@ fn age_file(path: &std::path::Path, age: Duration) {
 #[tokio::test]
 async fn objects_without_a_record_are_swept_at_start() {
     let mut served = serve(&[]);
-    let photo = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/skimage_rocket.jpg"),
-    )
-    .unwrap();
+    let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
     let created: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/images", served.url))
         .bearer_auth(served.token("vera"))
@@ -472,7 +395,7 @@ async fn objects_without_a_record_are_swept_at_start() {
         .await
         .unwrap();
     // Stop it (as kill -9 would) and keep its data directory.
-    let data = std::mem::replace(&mut served._data, tempfile::tempdir().unwrap());
+    let data = std::mem::replace(&mut served.data, tempfile::tempdir().unwrap());
     drop(served);
     let objects = data.path().join("objects");
     let live = [
@@ -492,7 +415,7 @@ async fn objects_without_a_record_are_swept_at_start() {
     for path in orphans.iter().chain(&live) {
         age_file(path, Duration::from_secs(2 * 3600));
     }
-    let _served = serve_on(data, Command::new(env!("CARGO_BIN_EXE_imgsvc")), &[]);
+    let _served = Served::spawn(data, Command::new(BIN), &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while orphans.iter().any(|p| p.exists()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -510,7 +433,7 @@ async fn migrate_verify_fails_in_bounded_time_on_a_hung_dynamodb() {
     let hole = black_hole();
     let database = fresh_database().await;
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgsvc"))
+    let mut child = Command::new(BIN)
         .args(["migrate", "--data-dir"])
         .arg(data.path())
         .arg("verify")

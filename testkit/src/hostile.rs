@@ -2,13 +2,17 @@
 //! (deterministic, small: the largest case is 10 MiB + 1 byte of zeros, most are a few KB),
 //! each with the outcome the service must give.
 //!
-//! Used by `tests/hostile_corpus.rs` (through the real `imgsvc process` and `POST /images`)
-//! and `examples/hostile_corpus.rs` (writes the files and `EXPECTED.tsv` to a directory).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Used by `host-lambda/tests/hostile_corpus.rs` (through the real `imgsvc process` and
+//! `POST /images`), `host-lambda/tests/sandbox_serve.rs` (the same bombs in the wasm sandbox)
+//! and `host-lambda/examples/hostile_corpus.rs` (writes the files and `EXPECTED.tsv` to a
+//! directory).
 
-use std::io::Cursor;
+use image::{DynamicImage, ImageFormat, Rgb, Rgba};
 
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use crate::forge::{
+    JpegOptions, crc32, encode, gradient, jpeg, jpeg_claiming_sides, png_chunk, png_with,
+};
+pub use crate::forge::{animated_gif, gif_of_empty_frames};
 
 /// What the service must answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +103,12 @@ impl Case {
         self
     }
 
-    fn known_bug(mut self, what: &'static str) -> Case {
+    pub fn known_bug(mut self, what: &'static str) -> Case {
         self.known_bug = Some(what);
         self
     }
 
-    fn known_in_wasm(mut self, what: &'static str) -> Case {
+    pub fn known_in_wasm(mut self, what: &'static str) -> Case {
         self.known_in_wasm = Some(what);
         self
     }
@@ -127,6 +131,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(variants());
     cases.extend(polyglots());
     cases.extend(disguises());
+    cases.extend(containers());
     cases.push(
         case(
             "over_10_mib",
@@ -142,45 +147,6 @@ pub fn all() -> Vec<Case> {
 
 // --- base images ------------------------------------------------------------------------
 
-pub fn gradient(width: u32, height: u32) -> RgbImage {
-    RgbImage::from_fn(width, height, |x, y| {
-        Rgb([
-            (x * 255 / width.max(1)) as u8,
-            (y * 255 / height.max(1)) as u8,
-            128,
-        ])
-    })
-}
-
-fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    image.write_to(&mut out, format).unwrap();
-    out.into_inner()
-}
-
-struct JpegOptions {
-    color: jpeg_encoder::ColorType,
-    progressive: bool,
-    exif: Option<Vec<u8>>,
-    icc: Option<Vec<u8>>,
-}
-
-fn jpeg(samples: &[u8], width: u16, height: u16, options: JpegOptions) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
-    encoder.set_progressive(options.progressive);
-    if let Some(exif) = &options.exif {
-        encoder.add_exif_metadata(exif).unwrap();
-    }
-    if let Some(icc) = &options.icc {
-        encoder.add_icc_profile(icc).unwrap();
-    }
-    encoder
-        .encode(samples, width, height, options.color)
-        .unwrap();
-    out
-}
-
 fn card_jpeg(progressive: bool) -> Vec<u8> {
     let card = gradient(96, 64);
     jpeg(
@@ -188,10 +154,9 @@ fn card_jpeg(progressive: bool) -> Vec<u8> {
         96,
         64,
         JpegOptions {
-            color: jpeg_encoder::ColorType::Rgb,
+            quality: 90,
             progressive,
-            exif: None,
-            icc: None,
+            ..JpegOptions::default()
         },
     )
 }
@@ -373,49 +338,8 @@ fn truncation_group(label: &str) -> &'static str {
 
 // --- headers claiming gigapixels --------------------------------------------------------
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(data);
-    hasher.finalize()
-}
-
-pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
-}
-
-/// A PNG with this IHDR (8-bit, colour type `color`), then `before_idat` chunks, one IDAT
-/// holding `idat`, IEND.
-pub fn png_with(
-    width: u32,
-    height: u32,
-    color: u8,
-    before_idat: &[(&[u8; 4], Vec<u8>)],
-    idat: &[u8],
-) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1A\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, color, 0, 0, 0]);
-    png_chunk(&mut out, b"IHDR", &ihdr);
-    for (kind, data) in before_idat {
-        png_chunk(&mut out, kind, data);
-    }
-    png_chunk(&mut out, b"IDAT", idat);
-    png_chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
-    let mut bytes = card_jpeg(false);
-    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
-    bytes
+    jpeg_claiming_sides(card_jpeg(false), width, height)
 }
 
 fn gif_claiming(width: u16, height: u16) -> Vec<u8> {
@@ -752,23 +676,6 @@ fn bombs() -> Vec<Case> {
 
 // --- frames -----------------------------------------------------------------------------
 
-pub fn animated_gif(frames: u32, width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
-        let frames = (0..frames).map(|i| {
-            let v = (i % 256) as u8;
-            image::Frame::new(RgbaImage::from_pixel(
-                width,
-                height,
-                Rgba([v, 255 - v, 0, 255]),
-            ))
-        });
-        encoder.encode_frames(frames).unwrap();
-    }
-    out
-}
-
 fn animated_webp(frames: u32) -> Vec<u8> {
     let frame = card_vp8l_payload();
     let mut vp8x = vec![0x02, 0, 0, 0]; // animation
@@ -799,23 +706,6 @@ fn apng_claiming(frames: u32) -> Vec<u8> {
     let mut actl = frames.to_be_bytes().to_vec();
     actl.extend_from_slice(&0u32.to_be_bytes());
     png_with(1, 1, 2, &[(b"acTL", actl)], &zlib_stored(&[0, 1, 2, 3]))
-}
-
-/// One real 1×1 frame, then `empty_frames` frames of 14 bytes each (descriptor, LZW code
-/// size, one sub-block holding just the clear and end codes, terminator): the most frames
-/// per byte a GIF can hold.
-fn gif_of_empty_frames(empty_frames: usize) -> Vec<u8> {
-    let mut gif = b"GIF89a".to_vec();
-    gif.extend_from_slice(&[1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
-    let descriptor = [0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0];
-    gif.extend_from_slice(&descriptor);
-    gif.extend_from_slice(&[0x02, 0x02, 0x44, 0x01, 0x00]);
-    for _ in 0..empty_frames {
-        gif.extend_from_slice(&descriptor);
-        gif.extend_from_slice(&[0x02, 0x01, 0x2C, 0x00]);
-    }
-    gif.push(0x3B);
-    gif
 }
 
 /// Frames are counted without decoding them (GIF: no LZW; WebP: chunk headers; APNG: the
@@ -1008,10 +898,9 @@ fn variants() -> Vec<Case> {
             96,
             64,
             JpegOptions {
+                quality: 90,
                 color,
-                progressive: false,
-                exif: None,
-                icc: None,
+                ..JpegOptions::default()
             },
         )
     };
@@ -1179,11 +1068,11 @@ fn disguises() -> Vec<Case> {
             "415 naming HEIC",
         ),
         case(
-            "avif_signature",
+            "avif_signature_only",
             g,
             b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf\0\0\0\x08mdat".to_vec(),
-            unsupported,
-            "415 naming AVIF",
+            refused("corrupt_image"),
+            "an AVIF with no image in it",
         ),
         case(
             "pdf",
@@ -1192,7 +1081,97 @@ fn disguises() -> Vec<Case> {
             NOT_AN_IMAGE,
             "",
         ),
-        case("tiff", g, b"II*\0\x08\0\0\0\0\0".to_vec(), unsupported, ""),
+        case(
+            "tiff_without_entries",
+            g,
+            b"II*\0\x08\0\0\0\0\0".to_vec(),
+            refused("corrupt_image"),
+            "a TIFF whose first IFD is empty",
+        ),
         case("one_byte", g, vec![0xFF], NOT_AN_IMAGE, ""),
+    ]
+}
+
+/// AVIF and TIFF containers that lie about sizes, locations and links.
+fn containers() -> Vec<Case> {
+    use crate::forge::{Heif, avif_grid, tiff_claiming};
+    let g = "AVIF / TIFF container lies";
+    let mut self_grid = avif_grid(1, 1, (64, 64), (64, 64), 1);
+    self_grid.references = vec![(*b"dimg", 1, vec![1])];
+    let mut overlapping = Heif::single(64, 64, vec![0; 64 * 1024]);
+    overlapping.locations[0].1 = vec![(0, 64 * 1024); 60_000];
+    let mut past_end = Heif::single(64, 64, vec![0; 64]);
+    past_end.locations[0].1 = vec![(1 << 31, 64)];
+    vec![
+        case(
+            "avif_ispe_65535_squared",
+            g,
+            Heif::single(65_535, 65_535, vec![0; 64]).bytes(),
+            refused("dimensions_too_large"),
+            "",
+        ),
+        case(
+            "avif_grid_of_1_gpx",
+            g,
+            avif_grid(16, 16, (32_768, 32_768), (2048, 2048), 256).bytes(),
+            refused("too_many_pixels"),
+            "",
+        ),
+        case(
+            "avif_grid_of_65025_tiles",
+            g,
+            avif_grid(255, 255, (8_000, 8_000), (512, 512), 65_025).bytes(),
+            refused("unsupported_feature"),
+            "more references than are read",
+        ),
+        case(
+            "avif_grid_containing_itself",
+            g,
+            self_grid.bytes(),
+            refused("corrupt_image"),
+            "",
+        ),
+        case(
+            "avif_overlapping_extents",
+            g,
+            overlapping.bytes(),
+            refused("corrupt_image"),
+            "3.7 GiB if joined",
+        ),
+        case(
+            "avif_data_past_the_end",
+            g,
+            past_end.bytes(),
+            refused("corrupt_image"),
+            "",
+        ),
+        case(
+            "avif_av1_of_zeros",
+            g,
+            Heif::single(64, 64, vec![0; 64]).bytes(),
+            refused("corrupt_image"),
+            "",
+        ),
+        case(
+            "tiff_100000_wide",
+            g,
+            tiff_claiming(100_000, 10, None, 0),
+            refused("dimensions_too_large"),
+            "",
+        ),
+        case(
+            "tiff_ifd_loop",
+            g,
+            tiff_claiming(64, 48, None, 8),
+            refused("corrupt_image"),
+            "",
+        ),
+        case(
+            "tiff_strip_past_the_end",
+            g,
+            tiff_claiming(64, 48, Some(1 << 30), 0),
+            refused("corrupt_image"),
+            "",
+        ),
     ]
 }
