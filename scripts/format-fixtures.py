@@ -3,14 +3,14 @@
 
 Inputs come from beside the project: the AVIF conformance files in ../shared/formats/ and
 photos from ../shared/corpus/ (re-encoded here, so nothing of the corpus is copied into the
-repository). Reference decodes come from other decoders: libavif (Pillow's AVIF plugin) for
-AVIF (Debian's avifdec), Pillow's own TIFF reader for TIFF. core/tests/decoders.rs compares the core's pixels
+repository). Reference decodes come from other decoders: libavif (Debian's avifdec) for AVIF,
+Pillow's own TIFF reader for TIFF. core/tests/decoders.rs compares the core's pixels
 with them.
 
     python3 scripts/format-fixtures.py OUTDIR
 
-Needs Pillow and pillow-heif (scripts/test installs them in a venv of their own) and
-avifdec (Debian's libavif-bin). Idempotent: a finished OUTDIR holds `done` with this script's
+Needs Pillow (scripts/test installs it in a venv of its own) and avifdec (Debian's
+libavif-bin). Idempotent: a finished OUTDIR holds `done` with this script's
 digest, and is left alone while the script is unchanged.
 """
 

@@ -501,7 +501,49 @@ async fn if_match_star_matches_the_current_version(backend: Backend) {
     problem(absent, StatusCode::NOT_FOUND, "not_found").await;
 }
 
+/// Issue 19: the system this replaces accepted AVIF and TIFF; so does this. The record keeps
+/// the format that was uploaded (`mimeType`, sniffed), the display is WebP as always, and a
+/// format still refused gets its 415 naming it.
+async fn avif_and_tiff_uploads_keep_their_source_format(backend: Backend) {
+    let server = Server::start(backend).await;
+    let avif = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/formats/linku_kimono.rotate90.avif"
+    ))
+    .unwrap();
+    let tiff = imgsvc_testkit::forge::encode(
+        &image::DynamicImage::ImageRgb8(imgsvc_testkit::forge::gradient(640, 480)),
+        image::ImageFormat::Tiff,
+    );
+    // The AVIF is stored turned a quarter: shown (and so the display) upright, 722×1024.
+    for (bytes, mime, size) in [
+        (avif, "image/avif", (722, 1024)),
+        (tiff, "image/tiff", (640, 480)),
+    ] {
+        let response = server.upload("tess", bytes, &[]).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{mime}");
+        let record: Value = response.json().await.unwrap();
+        assert_eq!(record["mimeType"], mime);
+        assert_eq!(record["format"], "webp");
+        assert_eq!(
+            (record["width"].as_u64(), record["height"].as_u64()),
+            (Some(size.0), Some(size.1)),
+            "{mime}"
+        );
+    }
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08mdat".to_vec();
+    let refused = server.upload("tess", heic, &[]).await;
+    let body = problem(
+        refused,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_format",
+    )
+    .await;
+    assert_eq!(body["detectedFormat"], "heic");
+}
+
 on_both_backends!(
+    avif_and_tiff_uploads_keep_their_source_format,
     upload_get_patch_delete_round_trip,
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
