@@ -33,7 +33,7 @@ fn unsupported(reason: impl std::fmt::Display) -> ProcessError {
 /// Decode one AV1 image item. The decoder itself refuses frames larger than the policy's
 /// pixel limit before allocating them, and the picture must be the size its `ispe` claimed
 /// (which the caller has checked against the policy).
-fn decode_payload(payload: &Payload, policy: &Policy) -> Result<Picture, ProcessError> {
+fn decode_payload(payload: Payload, policy: &Policy) -> Result<Picture, ProcessError> {
     let mut settings = dav1d::Settings::new();
     // One thread and no frame delay: no threads to spawn (the core has none), and the
     // picture is ready as soon as its data is in.
@@ -42,18 +42,17 @@ fn decode_payload(payload: &Payload, policy: &Policy) -> Result<Picture, Process
     settings.set_all_layers(false);
     settings.set_frame_size_limit(u32::try_from(policy.max_pixels).unwrap_or(u32::MAX));
     let mut decoder = dav1d::Decoder::with_settings(&settings).map_err(corrupt)?;
-    let mut pending = decoder.send_data(payload.data.clone(), None, None, None);
+    let (width, height) = (payload.width, payload.height);
+    let mut pending = decoder.send_data(payload.data, None, None, None);
     // The picture may need the data fed in several goes; each go consumes some of it.
     for _ in 0..64 {
         match decoder.get_picture() {
             Ok(picture) => {
-                if (picture.width(), picture.height()) != (payload.width, payload.height) {
+                if (picture.width(), picture.height()) != (width, height) {
                     return Err(corrupt(format!(
-                        "the AV1 frame is {}x{} but the file says {}x{}",
+                        "the AV1 frame is {}x{} but the file says {width}x{height}",
                         picture.width(),
                         picture.height(),
-                        payload.width,
-                        payload.height
                     )));
                 }
                 return Ok(picture);
@@ -321,21 +320,22 @@ fn write_alpha(picture: &Picture, out: &mut [u8], at: Placement) -> Result<(), P
 /// Decode each coded image (one, or a grid's tiles in turn) and hand it to `write` with its
 /// placement. Only one tile's picture is alive at a time.
 fn for_each_picture(
-    coded: &Coded,
+    coded: Coded,
     policy: &Policy,
     channels: usize,
     mut write: impl FnMut(&Picture, Placement) -> Result<(), ProcessError>,
 ) -> Result<(), ProcessError> {
     match coded {
         Coded::Single(payload) => {
+            let (out_width, out_height) = (payload.width as usize, payload.height as usize);
             let picture = decode_payload(payload, policy)?;
             write(
                 &picture,
                 Placement {
                     left: 0,
                     top: 0,
-                    out_width: payload.width as usize,
-                    out_height: payload.height as usize,
+                    out_width,
+                    out_height,
                     channels,
                 },
             )
@@ -346,14 +346,14 @@ fn for_each_picture(
             tile_height,
             tiles,
         } => {
-            for (i, tile) in tiles.iter().enumerate() {
+            for (i, tile) in tiles.into_iter().enumerate() {
                 let (row, column) = (i / layout.columns as usize, i % layout.columns as usize);
                 let picture = decode_payload(tile, policy)?;
                 write(
                     &picture,
                     Placement {
-                        left: column * *tile_width as usize,
-                        top: row * *tile_height as usize,
+                        left: column * tile_width as usize,
+                        top: row * tile_height as usize,
                         out_width: layout.output_width as usize,
                         out_height: layout.output_height as usize,
                         channels,
@@ -365,8 +365,8 @@ fn for_each_picture(
     }
 }
 
-/// What decoding produced beyond the pixels: the colour description the AV1 stream gave
-/// when the container gave none.
+/// What decoding produced beyond the pixels: the conversion to sRGB the AV1 stream's colour
+/// description asks for, when the container describes no colour (neither `nclx` nor ICC).
 pub(crate) struct Decoded {
     pub image: DynamicImage,
     pub stream_cicp: Option<Cicp>,
@@ -374,7 +374,7 @@ pub(crate) struct Decoded {
 
 /// Decode the primary image (already checked against the policy by its claimed sizes) to
 /// 8-bit RGB, or RGBA when it has an alpha image. Transforms are not applied here.
-pub(crate) fn decode(image: &crate::heif::Image, policy: &Policy) -> Result<Decoded, ProcessError> {
+pub(crate) fn decode(image: heif::Image, policy: &Policy) -> Result<Decoded, ProcessError> {
     let channels = if image.alpha.is_some() { 4 } else { 3 };
     let needed = u64::from(image.width) * u64::from(image.height) * channels as u64;
     if needed > policy.max_alloc_bytes {
@@ -384,19 +384,18 @@ pub(crate) fn decode(image: &crate::heif::Image, policy: &Policy) -> Result<Deco
     }
     let mut out = vec![0u8; needed as usize];
     let nclx = image.colour.nclx;
+    let described = nclx.is_some() || image.colour.icc.is_some();
     let mut stream_cicp = None;
-    for_each_picture(&image.coded, policy, channels, |picture, at| {
-        if stream_cicp.is_none() {
-            stream_cicp = Some(Cicp {
-                primaries: picture.color_primaries() as u8,
-                transfer: picture.transfer_characteristic() as u8,
-                matrix: 0,
-                full_range: true,
-            });
+    for_each_picture(image.coded, policy, channels, |picture, at| {
+        if !described && stream_cicp.is_none() {
+            stream_cicp = to_convert(
+                picture.color_primaries() as u16,
+                picture.transfer_characteristic() as u16,
+            );
         }
         write_colour(picture, nclx, &mut out, at)
     })?;
-    if let Some(alpha) = &image.alpha {
+    if let Some(alpha) = image.alpha {
         for_each_picture(alpha, policy, channels, |picture, at| {
             write_alpha(picture, &mut out, at)
         })?;

@@ -240,17 +240,14 @@ impl OpenImage<'_> {
             }
             #[cfg(avif)]
             Decoder::Avif { image, crop } => {
-                let decoded = crate::avif::decode(&image, policy)?;
-                let known = self.header.cicp.is_some() || self.header.icc_profile.is_some();
+                let decoded = crate::avif::decode(*image, policy)?;
                 let pixels = match crop {
                     Some((left, top, w, h)) => decoded.image.crop_imm(left, top, w, h),
                     None => decoded.image,
                 };
                 return Ok(Pixels {
                     image: pixels,
-                    stream_cicp: decoded.stream_cicp.filter(|_| !known).and_then(|c| {
-                        crate::avif::to_convert(c.primaries.into(), c.transfer.into())
-                    }),
+                    stream_cicp: decoded.stream_cicp,
                 });
             }
         };

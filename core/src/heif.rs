@@ -248,8 +248,6 @@ pub(crate) struct Properties {
     pub codec_config: Option<(CodecKind, Vec<u8>)>,
     /// `auxC`: what an auxiliary image is (its URN).
     pub aux_type: Option<Vec<u8>>,
-    /// `pixi`: bits per channel, as declared.
-    pub bits: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,8 +349,7 @@ struct Meta<'a> {
 /// Read a HEIF file's primary image (or a sequence's first frame) without decoding it.
 pub(crate) fn read(file: &[u8]) -> Result<Image> {
     let top = children(file, 0)?;
-    let ftyp = find(&top, b"ftyp").ok_or_else(|| corrupt("no 'ftyp' box"))?;
-    let _ = ftyp;
+    find(&top, b"ftyp").ok_or_else(|| corrupt("no 'ftyp' box"))?;
     if let Some(meta) = find(&top, b"meta") {
         let meta = parse_meta(file, meta)?;
         let frames = match find(&top, b"moov") {
@@ -590,24 +587,7 @@ impl<'a> Meta<'a> {
                     r.full_box()?;
                     props.size = Some((r.u32()?, r.u32()?));
                 }
-                b"colr" => match &r.fourcc()? {
-                    b"nclx" => {
-                        let primaries = r.u16()?;
-                        let transfer = r.u16()?;
-                        let matrix = r.u16()?;
-                        let full_range = r.u8()? & 0x80 != 0;
-                        props.colour.nclx.get_or_insert(Nclx {
-                            primaries,
-                            transfer,
-                            matrix,
-                            full_range,
-                        });
-                    }
-                    b"prof" | b"rICC" if props.colour.icc.is_none() => {
-                        props.colour.icc = Some(r.rest().to_vec());
-                    }
-                    _ => {}
-                },
+                b"colr" => read_colr(&mut r, &mut props.colour)?,
                 b"irot" => props.transforms.push(Transform::Rotate(r.u8()? & 3)),
                 b"imir" => props.transforms.push(Transform::Mirror(r.u8()? & 1)),
                 b"clap" => {
@@ -627,11 +607,6 @@ impl<'a> Meta<'a> {
                 b"auxC" => {
                     r.full_box()?;
                     props.aux_type = Some(r.c_string().to_vec());
-                }
-                b"pixi" => {
-                    r.full_box()?;
-                    let channels = r.u8()?;
-                    props.bits = Some(r.bytes(usize::from(channels))?.to_vec());
                 }
                 _ => {}
             }
@@ -824,6 +799,25 @@ impl<'a> Meta<'a> {
     }
 }
 
+/// A `colr` box: code points (`nclx`) or an ICC profile (`prof`, `rICC`). The first of each
+/// kind counts.
+fn read_colr(r: &mut Reader<'_>, colour: &mut Colour) -> Result<()> {
+    match &r.fourcc()? {
+        b"nclx" => {
+            let nclx = Nclx {
+                primaries: r.u16()?,
+                transfer: r.u16()?,
+                matrix: r.u16()?,
+                full_range: r.u8()? & 0x80 != 0,
+            };
+            colour.nclx.get_or_insert(nclx);
+        }
+        b"prof" | b"rICC" if colour.icc.is_none() => colour.icc = Some(r.rest().to_vec()),
+        _ => {}
+    }
+    Ok(())
+}
+
 fn parse_grid(data: &[u8]) -> Result<GridLayout> {
     let mut r = Reader::new(data);
     let version = r.u8()?;
@@ -909,18 +903,7 @@ fn read_first_sample(file: &[u8], stbl: &[Bmff<'_>]) -> Result<Track> {
         let mut r = Reader::new(child.body);
         match &child.kind {
             b"av1C" | b"hvcC" => config = Some(child.body.to_vec()),
-            b"colr" => match &r.fourcc()? {
-                b"nclx" => {
-                    colour.nclx = Some(Nclx {
-                        primaries: r.u16()?,
-                        transfer: r.u16()?,
-                        matrix: r.u16()?,
-                        full_range: r.u8()? & 0x80 != 0,
-                    })
-                }
-                b"prof" | b"rICC" => colour.icc = Some(r.rest().to_vec()),
-                _ => {}
-            },
+            b"colr" => read_colr(&mut r, &mut colour)?,
             _ => {}
         }
     }
