@@ -4,16 +4,19 @@
 Inputs come from beside the project: the AVIF conformance files in ../shared/formats/ and
 photos from ../shared/corpus/ (re-encoded here, so nothing of the corpus is copied into the
 repository). Reference decodes come from other decoders: libavif (Debian's avifdec) for AVIF,
-Pillow's own TIFF reader for TIFF. core/tests/decoders.rs compares the core's pixels
-with them.
+Pillow's own TIFF reader for TIFF, libheif (the build inside pillow-heif, with libde265)
+for HEIC. core/tests/decoders.rs compares the core's pixels with them.
 
     python3 scripts/format-fixtures.py OUTDIR
+    python3 scripts/format-fixtures.py --sample-heic testkit/data/iphone-like.heic
 
-Needs Pillow (scripts/test installs it in a venv of its own) and avifdec (Debian's
-libavif-bin). Idempotent: a finished OUTDIR holds `done` with this script's
-digest, and is left alone while the script is unchanged.
+Needs Pillow and pillow-heif (scripts/test installs them in a venv of their own) and
+avifdec (Debian's libavif-bin). Idempotent: a finished OUTDIR holds `done` with this
+script's digest, and is left alone while the script is unchanged.
 """
 
+import ctypes
+import glob
 import hashlib
 import json
 import os
@@ -236,7 +239,281 @@ def tiff_fixtures(out: Path) -> list:
     return entries
 
 
+# --- HEIC ---------------------------------------------------------------------------------
+
+def libheif():
+    """libheif as pillow-heif bundles it, through ctypes: pillow-heif itself always upsamples
+    chroma by nearest neighbour, and the reference must use bilinear upsampling (the core's,
+    and what libheif does when asked)."""
+    import pillow_heif
+    libs = Path(pillow_heif.__file__).parent.parent / "pillow_heif.libs"
+    lib = ctypes.CDLL(glob.glob(str(libs / "libheif-*.so*"))[0])
+
+    class Error(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_int), ("subcode", ctypes.c_int),
+                    ("message", ctypes.c_char_p)]
+    for name in ("heif_context_read_from_memory_without_copy",
+                 "heif_context_get_primary_image_handle", "heif_decode_image"):
+        getattr(lib, name).restype = Error
+    lib.heif_context_alloc.restype = ctypes.c_void_p
+    lib.heif_decoding_options_alloc.restype = ctypes.c_void_p
+    lib.heif_image_get_plane_readonly.restype = ctypes.POINTER(ctypes.c_uint8)
+    lib.heif_image_get_plane_readonly.argtypes = [ctypes.c_void_p, ctypes.c_int,
+                                                  ctypes.POINTER(ctypes.c_int)]
+    lib.heif_image_get_width.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.heif_image_get_height.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.heif_image_handle_has_alpha_channel.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def libheif_decode(lib, data: bytes) -> Image.Image:
+    """libheif's decode to 8-bit RGB(A), transforms applied, colour as stored, chroma
+    upsampled bilinearly (libheif 1.23's `heif_decoding_options`, version 7 layout)."""
+    def check(error):
+        if error.code:
+            raise RuntimeError(error.message.decode())
+    ctx = ctypes.c_void_p(lib.heif_context_alloc())
+    check(lib.heif_context_read_from_memory_without_copy(ctx, data, ctypes.c_size_t(len(data)),
+                                                         None))
+    handle = ctypes.c_void_p()
+    check(lib.heif_context_get_primary_image_handle(ctx, ctypes.byref(handle)))
+    alpha = lib.heif_image_handle_has_alpha_channel(handle)
+    options = lib.heif_decoding_options_alloc()
+    fields = (ctypes.c_uint8 * 72).from_address(options)
+    if fields[0] < 5:
+        sys.exit("error: libheif's decoding options are older than version 5")
+    fields[40] = 1  # convert_hdr_to_8bit
+    ctypes.c_int32.from_address(options + 64).value = 2  # heif_chroma_upsampling_bilinear
+    fields[68] = 1  # only_use_preferred_chroma_algorithm
+    image = ctypes.c_void_p()
+    # heif_colorspace_RGB, heif_chroma_interleaved_RGB(A)
+    check(lib.heif_decode_image(handle, ctypes.byref(image), 1, 11 if alpha else 10,
+                                ctypes.c_void_p(options)))
+    stride = ctypes.c_int()
+    plane = lib.heif_image_get_plane_readonly(image, 10, ctypes.byref(stride))
+    w, h = lib.heif_image_get_width(image, 10), lib.heif_image_get_height(image, 10)
+    channels = 4 if alpha else 3
+    raw = ctypes.string_at(plane, stride.value * h)
+    rows = b"".join(raw[y * stride.value:y * stride.value + w * channels] for y in range(h))
+    return Image.frombytes("RGBA" if alpha else "RGB", (w, h), rows)
+
+
+def box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def full_box(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
+    return box(kind, struct.pack(">I", (version << 24) | flags) + body)
+
+
+def display_p3_icc() -> bytes:
+    """A Display P3 ICC profile (v4, matrix and sRGB curves), written out here: the
+    colorants are Display P3's primaries adapted to D50, as in Apple's profile."""
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+    # The sRGB curve: parametric function type 3.
+    curve = b"para\0\0\0\0" + struct.pack(">H2x", 3) + b"".join(
+        s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))
+    text = "Display P3 (imgsvc test)".encode("utf-16-be")
+    desc = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(
+        ">II", len(text), 28) + text
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.515121, 0.241196, -0.001053)),
+            (b"gXYZ", xyz(0.291977, 0.692245, 0.041885)),
+            (b"bXYZ", xyz(0.157104, 0.066574, 0.784073)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+            (b"cprt", b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" +
+             struct.pack(">II", 2, 28) + "-".encode("utf-16-be"))]
+    table_size = 4 + 12 * len(tags)
+    offset = 128 + table_size
+    table, blobs = b"", b""
+    for sig, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(blobs), len(data))
+        blobs += data
+    size = 128 + table_size + len(blobs)
+    header = struct.pack(">I4sI4s4s4s12s4s4sI4s4sQI", size, b"none", 0x04300000, b"mntr",
+                         b"RGB ", b"XYZ ", b"\0" * 12, b"acsp", b"APPL", 0, b"none", b"none",
+                         0, 0)
+    header += s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * (128 - len(header) - 12)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + blobs
+
+
+def item_data(data: bytes, item: int) -> bytes:
+    """The bytes of `item` (iloc version 0 or 1, construction method 0)."""
+    _, meta, _ = next(b for b in boxes(data) if b[0] == b"meta")
+    inner = {k: body for k, body, _ in boxes(meta[4:])}
+    iloc = inner[b"iloc"]
+    version = iloc[0]
+    sizes = iloc[4]
+    offset_size, length_size = sizes >> 4, sizes & 15
+    base_size, index_size = iloc[5] >> 4, (iloc[5] & 15 if version else 0)
+    count = struct.unpack(">H", iloc[6:8])[0]
+    i = 8
+
+    def read(n):
+        nonlocal i
+        v = int.from_bytes(iloc[i:i + n], "big") if n else 0
+        i += n
+        return v
+    for _ in range(count):
+        item_id = read(2)
+        if version:
+            read(2)
+        read(2)
+        base = read(base_size)
+        out = b""
+        for _ in range(read(2)):
+            read(index_size)
+            off, length = read(offset_size), read(length_size)
+            out += data[base + off:base + off + length]
+        if item_id == item:
+            return out
+    raise KeyError(item)
+
+
+def hevc_tile(img: Image.Image) -> tuple:
+    """One image encoded by libheif/x265 as a HEIC: its hvcC property and its data."""
+    import io
+
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    img.save(buf, format="HEIF", quality=90)
+    data = buf.getvalue()
+    hvcc = next(body for kind, body, _, _ in primary_properties(data) if kind == b"hvcC")
+    _, meta, _ = next(b for b in boxes(data) if b[0] == b"meta")
+    pitm = {k: body for k, body, _ in boxes(meta[4:])}[b"pitm"]
+    return hvcc, item_data(data, struct.unpack(">H", pitm[4:6])[0])
+
+
+def iphone_like_heic(picture: Image.Image, tile: int, quarter_turns: int, icc: bytes) -> bytes:
+    """A HEIC shaped like an iPhone's: a grid of `tile`-sized HEVC tiles (the last row and
+    column only partly shown), `irot`, a Display P3 ICC profile in `colr`, and an EXIF item
+    whose orientation repeats the rotation (iPhones write both; a viewer applies `irot`
+    only). No encoder here writes grids, so the container is built here."""
+    w, h = picture.size
+    columns, rows = -(-w // tile), -(-h // tile)
+    padded = Image.new("RGB", (columns * tile, rows * tile))
+    padded.paste(picture)
+    tiles = [hevc_tile(padded.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile)))
+             for r in range(rows) for c in range(columns)]
+    n = len(tiles)
+    grid_id, exif_id = 1, 2 + n
+    tile_ids = list(range(2, 2 + n))
+    exif_tiff = (b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1) +
+                 struct.pack(">HHIHH", 274, 3, 1, 6, 0) + struct.pack(">I", 0))
+    exif = struct.pack(">I", 6) + b"Exif\0\0" + exif_tiff
+    grid = struct.pack(">BBBBHH", 0, 0, rows - 1, columns - 1, w, h)
+
+    def meta(mdat_start: int) -> bytes:
+        infe = [full_box(b"infe", 2, 0, struct.pack(">HH", grid_id, 0) + b"grid\0")]
+        infe += [full_box(b"infe", 2, 1, struct.pack(">HH", t, 0) + b"hvc1\0") for t in tile_ids]
+        infe += [full_box(b"infe", 2, 1, struct.pack(">HH", exif_id, 0) + b"Exif\0")]
+        iinf = full_box(b"iinf", 0, 0, struct.pack(">H", len(infe)) + b"".join(infe))
+        # iloc v1: 4-byte offsets and lengths; the grid's descriptor lives in idat.
+        entries = [struct.pack(">HHHHII", grid_id, 1, 0, 1, 0, len(grid))]
+        at = mdat_start
+        for t, (_, data) in zip(tile_ids, tiles):
+            entries.append(struct.pack(">HHHHII", t, 0, 0, 1, at, len(data)))
+            at += len(data)
+        entries.append(struct.pack(">HHHHII", exif_id, 0, 0, 1, at, len(exif)))
+        iloc = full_box(b"iloc", 1, 0, bytes([0x44, 0x00]) + struct.pack(">H", len(entries)) +
+                        b"".join(entries))
+        iref = full_box(b"iref", 0, 0,
+                        box(b"dimg", struct.pack(">HH", grid_id, n) +
+                            b"".join(struct.pack(">H", t) for t in tile_ids)) +
+                        box(b"cdsc", struct.pack(">HHH", exif_id, 1, grid_id)))
+        # Properties: 1..n the tiles' hvcC, then the tiles' ispe, the grid's ispe, irot, colr.
+        ipco = b"".join(box(b"hvcC", hvcc) for hvcc, _ in tiles)
+        ipco += full_box(b"ispe", 0, 0, struct.pack(">II", tile, tile))
+        ipco += full_box(b"ispe", 0, 0, struct.pack(">II", w, h))
+        ipco += box(b"irot", bytes([quarter_turns & 3]))
+        ipco += box(b"colr", b"prof" + icc)
+        tile_ispe, grid_ispe, irot, colr = n + 1, n + 2, n + 3, n + 4
+        assoc = [struct.pack(">HB", grid_id, 3) + bytes([grid_ispe, 0x80 | irot, colr])]
+        assoc += [struct.pack(">HB", t, 2) + bytes([0x80 | (i + 1), tile_ispe])
+                  for i, t in enumerate(tile_ids)]
+        ipma = full_box(b"ipma", 0, 0, struct.pack(">I", len(assoc)) + b"".join(assoc))
+        hdlr = full_box(b"hdlr", 0, 0, b"\0\0\0\0pict" + b"\0" * 12 + b"\0")
+        pitm = full_box(b"pitm", 0, 0, struct.pack(">H", grid_id))
+        return full_box(b"meta", 0, 0, hdlr + pitm + iinf + iloc + iref +
+                        box(b"iprp", box(b"ipco", ipco) + ipma) + box(b"idat", grid))
+    ftyp = box(b"ftyp", b"heic" + struct.pack(">I", 0) + b"mif1heicmiaf")
+    size = len(ftyp) + len(meta(0)) + 8
+    body = b"".join(data for _, data in tiles) + exif
+    return ftyp + meta(size) + box(b"mdat", body)
+
+
+def heic_fixtures(out: Path) -> list:
+    """HEICs made by libheif (x265) from a corpus photo, and one built here as iPhones
+    write them; references decoded by libheif (transforms applied) and, for the Display P3
+    one, converted to sRGB by LittleCMS (Pillow's ImageCms)."""
+    import io
+
+    import pillow_heif
+    from PIL import ImageCms
+    pillow_heif.register_heif_opener()
+    lib = libheif()
+    with Image.open(SHARED / "corpus" / PHOTO) as photo:
+        photo.thumbnail((SIDE, SIDE))
+        photo = photo.convert("RGB")
+    alpha = photo.copy()
+    alpha.putalpha(Image.linear_gradient("L").resize(photo.size))
+    odd = photo.resize((333, 251))
+    # 10 bits: each 8-bit sample v as the 16-bit v * 257, which libheif stores in 10 bits.
+    wide = pillow_heif.from_bytes(mode="RGB;16", size=photo.size, data=b"".join(
+        struct.pack("<H", v * 257) for v in photo.tobytes()))
+    cases = [
+        ("yuv420", photo, {"quality": 90}),
+        ("yuv444", photo, {"quality": 90, "chroma": 444}),
+        ("alpha", alpha, {"quality": 90}),
+        ("monochrome", photo.convert("L"), {"quality": 90}),
+        ("odd-size", odd, {"quality": 90}),
+        ("10bit", wide, {"quality": 90}),
+    ]
+    entries = []
+    for name, img, options in cases:
+        path = out / f"heic-{name}.heic"
+        if isinstance(img, Image.Image):
+            img.save(path, format="HEIF", **options)
+        else:
+            img.save(str(path), **options)
+        libheif_decode(lib, path.read_bytes()).save(out / f"heic-{name}.reference.png")
+        entries.append({"input": path.name, "reference": f"heic-{name}.reference.png",
+                        "format": "heic", "exact": False})
+    icc = display_p3_icc()
+    data = iphone_like_heic(photo.crop((0, 0, 600, 440)), 256, 1, icc)
+    path = out / "heic-iphone-grid.heic"
+    path.write_bytes(data)
+    stored = libheif_decode(lib, data)
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    srgb = ImageCms.createProfile("sRGB")
+    shown = ImageCms.profileToProfile(stored, p3, srgb, outputMode="RGB")
+    shown.save(out / "heic-iphone-grid.reference.png")
+    entries.append({"input": path.name, "reference": "heic-iphone-grid.reference.png",
+                    "format": "heic", "exact": False})
+    return entries
+
+
+def sample_heic(path: Path) -> None:
+    """The small iPhone-shaped HEIC committed as testkit/data/iphone-like.heic: a synthetic
+    160x120 gradient (no corpus pixels), 64-pixel tiles, turned a quarter anti-clockwise."""
+    gradient = Image.merge("RGB", (
+        Image.linear_gradient("L").rotate(90).resize((160, 120)),
+        Image.linear_gradient("L").resize((160, 120)),
+        Image.new("L", (160, 120), 96)))
+    path.write_bytes(iphone_like_heic(gradient, 64, 1, display_p3_icc()))
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--sample-heic":
+        sample_heic(Path(sys.argv[2]))
+        return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = Path(sys.argv[1])
@@ -247,7 +524,7 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    entries = avif_references(out) + tiff_fixtures(out)
+    entries = avif_references(out) + tiff_fixtures(out) + heic_fixtures(out)
     (out / "manifest.json").write_text(json.dumps(entries, indent=1))
     done.write_text(digest)
     print(f"format fixtures: {len(entries)} in {out}", file=sys.stderr)

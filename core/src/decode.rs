@@ -10,7 +10,7 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
 use crate::error::ProcessError;
-#[cfg(avif)]
+#[cfg(modern_codecs)]
 use crate::heif;
 use crate::policy::Policy;
 use crate::sniff::Format;
@@ -53,9 +53,10 @@ pub(crate) enum Decoder<'a> {
     /// the headers are parsed once instead of once per metadata query.
     Jpeg(Box<zune_jpeg::JpegDecoder<ZCursor<&'a [u8]>>>),
     Other(Box<dyn ImageDecoder + 'a>),
-    /// An AVIF's primary image, its sizes checked, and the crop to apply after decoding.
-    #[cfg(avif)]
-    Avif {
+    /// A HEIF file's (AVIF, HEIC) primary image, its sizes checked, and the crop to apply
+    /// after decoding.
+    #[cfg(modern_codecs)]
+    Heif {
         image: Box<heif::Image>,
         crop: Option<(u32, u32, u32, u32)>,
     },
@@ -81,8 +82,8 @@ pub(crate) fn open<'a>(
 ) -> Result<OpenImage<'a>, ProcessError> {
     let open = match format {
         Format::Jpeg => open_jpeg(bytes, policy)?,
-        #[cfg(avif)]
-        Format::Avif => crate::avif::open(bytes, policy)?,
+        #[cfg(modern_codecs)]
+        Format::Avif | Format::Heic => crate::heif_image::open(bytes, format, policy)?,
         _ => open_with_image(bytes, format, policy)?,
     };
     if open.header.frames > policy.max_frames {
@@ -238,9 +239,9 @@ impl OpenImage<'_> {
                 }
                 DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(format, cap, e))?
             }
-            #[cfg(avif)]
-            Decoder::Avif { image, crop } => {
-                let decoded = crate::avif::decode(*image, policy)?;
+            #[cfg(modern_codecs)]
+            Decoder::Heif { image, crop } => {
+                let decoded = crate::heif_image::decode(self.format, *image, policy)?;
                 let pixels = match crop {
                     Some((left, top, w, h)) => decoded.image.crop_imm(left, top, w, h),
                     None => decoded.image,

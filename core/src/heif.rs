@@ -13,7 +13,8 @@ use std::collections::HashMap;
 /// (an iPhone photo: ~50 grid tiles, a thumbnail, EXIF); this bounds the bookkeeping.
 pub(crate) const MAX_ITEMS: usize = 4096;
 
-/// Why a HEIF file could not be read. Converted to `ProcessError` by the codec using it.
+/// Why a HEIF file, or a coded image in it, could not be read. Converted to `ProcessError`
+/// (with the file's format) in `heif_image.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HeifError {
     /// Breaks the container's rules (truncated box, offsets past the end, missing item).
@@ -22,11 +23,11 @@ pub(crate) enum HeifError {
     Unsupported(String),
 }
 
-fn corrupt(reason: impl Into<String>) -> HeifError {
+pub(crate) fn corrupt(reason: impl Into<String>) -> HeifError {
     HeifError::Corrupt(reason.into())
 }
 
-fn unsupported(reason: impl Into<String>) -> HeifError {
+pub(crate) fn unsupported(reason: impl Into<String>) -> HeifError {
     HeifError::Unsupported(reason.into())
 }
 

@@ -9,19 +9,25 @@
 //! assert!(processed.display.width <= 2048 && processed.thumbnail.width == 400);
 //! ```
 
-#[cfg(avif)]
-mod avif;
+#[cfg(modern_codecs)]
+mod av1;
 mod color;
 mod decode;
 mod encode;
 mod error;
 pub mod geometry;
-#[cfg(avif)]
+#[cfg(modern_codecs)]
 mod heif;
+#[cfg(modern_codecs)]
+mod heif_image;
+#[cfg(modern_codecs)]
+mod hevc;
 mod policy;
 mod resize;
 mod sniff;
 pub mod stages;
+#[cfg(modern_codecs)]
+mod yuv;
 
 use serde::Serialize;
 

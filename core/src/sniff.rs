@@ -28,24 +28,25 @@ pub enum Format {
 }
 
 impl Format {
-    /// Whether `process` decodes this format (on this target: AVIF's decoder does not build
-    /// for `wasm32-unknown-unknown`).
+    /// Whether `process` decodes this format (on this target: the browser package's base
+    /// module, `wasm32-unknown-unknown`, has no AVIF, HEIC or JPEG XL decoder).
     pub fn is_supported(self) -> bool {
         Self::SUPPORTED.contains(&self)
     }
 
     /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(avif)]
+    #[cfg(modern_codecs)]
     pub const SUPPORTED: &[Format] = &[
         Format::Jpeg,
         Format::Png,
         Format::Webp,
         Format::Gif,
         Format::Avif,
+        Format::Heic,
         Format::Tiff,
     ];
     /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(not(avif))]
+    #[cfg(not(modern_codecs))]
     pub const SUPPORTED: &[Format] = &[
         Format::Jpeg,
         Format::Png,
@@ -165,8 +166,23 @@ fn sniff_isobmff(bytes: &[u8]) -> Option<Format> {
     let brand = &bytes[8..12];
     Some(match brand {
         b"avif" | b"avis" => Format::Avif,
-        b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
-            Format::Heic
+        b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" => Format::Heic,
+        // The generic HEIF brands say nothing of the codec: an AVIF may carry `mif1` as its
+        // major brand and `avif` among the compatible ones (which follow the minor version).
+        b"mif1" | b"msf1" => {
+            let size =
+                usize::try_from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+                    .unwrap_or(0)
+                    .min(bytes.len());
+            let compatible = bytes.get(16..size).unwrap_or_default();
+            if compatible
+                .chunks_exact(4)
+                .any(|b| b == b"avif" || b == b"avis")
+            {
+                Format::Avif
+            } else {
+                Format::Heic
+            }
         }
         _ => Format::Unknown,
     })
@@ -215,6 +231,8 @@ mod tests {
             (b"RIFF\0\0\0\0WAVEfmt ", Format::Unknown),
             (b"\0\0\0\x18ftypheic\0\0\0\0", Format::Heic),
             (b"\0\0\0\x1cftypavif\0\0\0\0", Format::Avif),
+            (b"\0\0\0\x18ftypmif1\0\0\0\0miafavif", Format::Avif),
+            (b"\0\0\0\x18ftypmif1\0\0\0\0miafheic", Format::Heic),
             (b"\0\0\0\x18ftypmp42\0\0\0\0", Format::Unknown),
             (b"%PDF-1.7\n", Format::Pdf),
             (b"II*\0\x08\0\0\0", Format::Tiff),
@@ -266,7 +284,8 @@ mod tests {
                 Format::Webp,
                 Format::Gif,
                 Format::Avif,
-                Format::Tiff
+                Format::Tiff,
+                Format::Heic,
             ]
         );
     }

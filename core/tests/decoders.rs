@@ -1,5 +1,5 @@
 //! Each newly decoded format against another decoder's pixels. The fixtures and reference
-//! decodes are made by `scripts/format-fixtures.py` (libavif through Pillow for AVIF,
+//! decodes are made by `scripts/format-fixtures.py` (libavif for AVIF, libheif for HEIC,
 //! Pillow for TIFF) into the directory `IMGSVC_FORMAT_FIXTURES` names; `scripts/test` makes
 //! them and sets it.
 
@@ -168,4 +168,9 @@ fn avif_decodes_as_libavif_does_with_the_crop_applied() {
 #[test]
 fn tiff_decodes_as_pillow_does() {
     check_format("tiff");
+}
+
+#[test]
+fn heic_decodes_as_libheif_does_grids_rotation_and_display_p3_included() {
+    check_format("heic");
 }

@@ -214,7 +214,7 @@ fn markup_disguised_as_images_is_named_in_the_refusal() {
             Format::Svg,
         ),
         (b"%PDF-1.4\n1 0 obj\n", Format::Pdf),
-        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", Format::Heic),
+        (b"8BPS\0\x01\0\0\0\0\0\0", Format::Psd),
         (b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", Format::Bmp),
         (b"just some text", Format::Unknown),
     ];

@@ -1061,11 +1061,11 @@ fn disguises() -> Vec<Case> {
             "",
         ),
         case(
-            "heic_signature",
+            "heic_signature_only",
             g,
             b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08mdat".to_vec(),
-            unsupported,
-            "415 naming HEIC",
+            refused("corrupt_image"),
+            "a HEIC with no image in it",
         ),
         case(
             "avif_signature_only",

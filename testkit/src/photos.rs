@@ -1,7 +1,7 @@
 //! The shared corpus of real photos, `../shared/corpus` beside the project, with its
 //! `MANIFEST.tsv`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `../shared/corpus`, beside the project root.
 pub fn corpus_dir() -> PathBuf {
@@ -61,4 +61,11 @@ pub fn corpus() -> Vec<CorpusEntry> {
             }
         })
         .collect()
+}
+
+/// `testkit/data/iphone-like.heic`: a small HEIC shaped like an iPhone's (grid of tiles,
+/// `irot`, Display P3 ICC, EXIF orientation), shown 120×160 (see `testkit/data/README.md`).
+pub fn iphone_like_heic() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/iphone-like.heic");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

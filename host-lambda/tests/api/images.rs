@@ -256,14 +256,14 @@ async fn the_seeds_manual_cases(backend: Backend, path: UploadPath) {
         "not_an_image",
     )
     .await;
-    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    let bmp = b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0".to_vec();
     let body = problem(
-        server.upload_by(path, "alice", heic, &[]).await,
+        server.upload_by(path, "alice", bmp, &[]).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_format",
     )
     .await;
-    assert_eq!(body["detectedFormat"], "heic");
+    assert_eq!(body["detectedFormat"], "bmp");
     let mut bomb = small_jpeg();
     let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     bomb[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]); // 20000×20000
@@ -501,10 +501,10 @@ async fn if_match_star_matches_the_current_version(backend: Backend) {
     problem(absent, StatusCode::NOT_FOUND, "not_found").await;
 }
 
-/// Issue 19: the system this replaces accepted AVIF and TIFF; so does this. The record keeps
-/// the format that was uploaded (`mimeType`, sniffed), the display is WebP as always, and a
-/// format still refused gets its 415 naming it.
-async fn avif_and_tiff_uploads_keep_their_source_format(backend: Backend) {
+/// Issue 19: the system this replaces accepted AVIF and TIFF; so does this, and HEIC (what
+/// iPhones save) too. The record keeps the format that was uploaded (`mimeType`, sniffed),
+/// the display is WebP as always, and a format still refused gets its 415 naming it.
+async fn avif_tiff_and_heic_uploads_keep_their_source_format(backend: Backend) {
     let server = Server::start(backend).await;
     let avif = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -519,6 +519,12 @@ async fn avif_and_tiff_uploads_keep_their_source_format(backend: Backend) {
     for (bytes, mime, size) in [
         (avif, "image/avif", (722, 1024)),
         (tiff, "image/tiff", (640, 480)),
+        // Tiles joined, turned upright by its `irot` (not again by its EXIF).
+        (
+            imgsvc_testkit::photos::iphone_like_heic(),
+            "image/heic",
+            (120, 160),
+        ),
     ] {
         let response = server.upload("tess", bytes, &[]).await;
         assert_eq!(response.status(), StatusCode::CREATED, "{mime}");
@@ -531,19 +537,19 @@ async fn avif_and_tiff_uploads_keep_their_source_format(backend: Backend) {
             "{mime}"
         );
     }
-    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x08mdat".to_vec();
-    let refused = server.upload("tess", heic, &[]).await;
+    let bmp = b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0".to_vec();
+    let refused = server.upload("tess", bmp, &[]).await;
     let body = problem(
         refused,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_format",
     )
     .await;
-    assert_eq!(body["detectedFormat"], "heic");
+    assert_eq!(body["detectedFormat"], "bmp");
 }
 
 on_both_backends!(
-    avif_and_tiff_uploads_keep_their_source_format,
+    avif_tiff_and_heic_uploads_keep_their_source_format,
     upload_get_patch_delete_round_trip,
     the_seeds_manual_cases_through_multipart,
     the_seeds_manual_cases_through_the_two_step_upload,
