@@ -5,13 +5,14 @@ Inputs come from beside the project: the AVIF conformance files in ../shared/for
 photos from ../shared/corpus/ (re-encoded here, so nothing of the corpus is copied into the
 repository). Reference decodes come from other decoders: libavif (Debian's avifdec) for AVIF,
 Pillow's own TIFF reader for TIFF, libheif (the build inside pillow-heif, with libde265)
-for HEIC. core/tests/decoders.rs compares the core's pixels with them.
+for HEIC, libjxl's djxl for JPEG XL. core/tests/decoders.rs compares the core's pixels
+with them.
 
     python3 scripts/format-fixtures.py OUTDIR
     python3 scripts/format-fixtures.py --sample-heic testkit/data/iphone-like.heic
 
-Needs Pillow and pillow-heif (scripts/test installs them in a venv of their own) and
-avifdec (Debian's libavif-bin). Idempotent: a finished OUTDIR holds `done` with this
+Needs Pillow and pillow-heif (scripts/test installs them in a venv of their own),
+avifdec (Debian's libavif-bin) and cjxl/djxl (Debian's libjxl-tools). Idempotent: a finished OUTDIR holds `done` with this
 script's digest, and is left alone while the script is unchanged.
 """
 
@@ -500,6 +501,65 @@ def heic_fixtures(out: Path) -> list:
     return entries
 
 
+# --- JPEG XL ------------------------------------------------------------------------------
+
+def jxl_fixtures(out: Path) -> list:
+    """JPEG XLs made by libjxl's cjxl (Debian's libjxl-tools) from a corpus photo: lossy
+    (XYB), lossless, alpha, gray, 16-bit, a recompressed JPEG and an animation; references
+    decoded by djxl (the first frame for the animation)."""
+    cjxl, djxl = shutil.which("cjxl"), shutil.which("djxl")
+    if cjxl is None or djxl is None:
+        sys.exit("error: cjxl/djxl not found (Debian package libjxl-tools)")
+    with Image.open(SHARED / "corpus" / PHOTO) as photo:
+        photo.thumbnail((SIDE, SIDE))
+        photo = photo.convert("RGB")
+    alpha = photo.copy()
+    alpha.putalpha(Image.linear_gradient("L").resize(photo.size))
+    sources = out / "jxl-sources"
+    sources.mkdir()
+    photo.save(sources / "rgb.png")
+    alpha.save(sources / "rgba.png")
+    photo.convert("L").save(sources / "gray.png")
+    photo.save(sources / "photo.jpg", quality=90)
+    # 16 bits: each 8-bit sample v as v * 257 (exact at 8 bits again).
+    wide = Image.new("I;16", photo.size)
+    wide.frombytes(b"".join(struct.pack("<H", v * 257)
+                            for v in photo.convert("L").tobytes()), "raw", "I;16")
+    wide.save(sources / "gray16.png")
+    frames = [photo, photo.transpose(Image.Transpose.ROTATE_180)]
+    frames[0].save(sources / "two-frames.gif", save_all=True, append_images=frames[1:],
+                   duration=100, loop=0)
+    cases = [  # name, source, cjxl options, exact, frames
+        ("lossy", "rgb.png", ["-d", "1.0"], False, None),
+        ("lossy-alpha", "rgba.png", ["-d", "1.0"], False, None),
+        ("lossless", "rgb.png", ["-d", "0"], True, None),
+        ("lossless-alpha", "rgba.png", ["-d", "0"], True, None),
+        ("lossless-gray", "gray.png", ["-d", "0"], True, None),
+        ("lossless-gray16", "gray16.png", ["-d", "0"], True, None),
+        ("recompressed-jpeg", "photo.jpg", [], False, None),
+        ("animation", "two-frames.gif", ["-d", "0"], True, 2),
+    ]
+    entries = []
+    for name, source, options, exact, frame_count in cases:
+        path = out / f"jxl-{name}.jxl"
+        subprocess.run([cjxl, str(sources / source), str(path), *options], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        ref = f"jxl-{name}.reference.png"
+        if frame_count:
+            # djxl writes the frames of an animation as one APNG; its first frame is shown.
+            with Image.open(sources / source) as first:
+                reference(first.convert("RGB"), out / ref)
+        else:
+            subprocess.run([djxl, str(path), str(out / ref)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        entry = {"input": path.name, "reference": ref, "format": "jxl", "exact": exact}
+        if frame_count:
+            entry["frames"] = frame_count
+        entries.append(entry)
+    shutil.rmtree(sources)
+    return entries
+
+
 def sample_heic(path: Path) -> None:
     """The small iPhone-shaped HEIC committed as testkit/data/iphone-like.heic: a synthetic
     160x120 gradient (no corpus pixels), 64-pixel tiles, turned a quarter anti-clockwise."""
@@ -524,7 +584,8 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    entries = avif_references(out) + tiff_fixtures(out) + heic_fixtures(out)
+    entries = (avif_references(out) + tiff_fixtures(out) + heic_fixtures(out) +
+               jxl_fixtures(out))
     (out / "manifest.json").write_text(json.dumps(entries, indent=1))
     done.write_text(digest)
     print(f"format fixtures: {len(entries)} in {out}", file=sys.stderr)

@@ -60,6 +60,9 @@ pub(crate) enum Decoder<'a> {
         image: Box<heif::Image>,
         crop: Option<(u32, u32, u32, u32)>,
     },
+    /// A JPEG XL whose size was checked and whose frames are loaded, not yet rendered.
+    #[cfg(modern_codecs)]
+    Jxl(Box<jxl_oxide::JxlImage>),
 }
 
 /// The decoded pixels, and the colour description a codec found in the coded stream when
@@ -84,6 +87,8 @@ pub(crate) fn open<'a>(
         Format::Jpeg => open_jpeg(bytes, policy)?,
         #[cfg(modern_codecs)]
         Format::Avif | Format::Heic => crate::heif_image::open(bytes, format, policy)?,
+        #[cfg(modern_codecs)]
+        Format::Jxl => crate::jxl::open(bytes, policy)?,
         _ => open_with_image(bytes, format, policy)?,
     };
     if open.header.frames > policy.max_frames {
@@ -239,6 +244,8 @@ impl OpenImage<'_> {
                 }
                 DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(format, cap, e))?
             }
+            #[cfg(modern_codecs)]
+            Decoder::Jxl(image) => crate::jxl::decode(&image, policy)?,
             #[cfg(modern_codecs)]
             Decoder::Heif { image, crop } => {
                 let decoded = crate::heif_image::decode(self.format, *image, policy)?;

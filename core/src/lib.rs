@@ -22,6 +22,8 @@ mod heif;
 mod heif_image;
 #[cfg(modern_codecs)]
 mod hevc;
+#[cfg(modern_codecs)]
+mod jxl;
 mod policy;
 mod resize;
 mod sniff;

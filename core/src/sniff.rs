@@ -43,6 +43,7 @@ impl Format {
         Format::Gif,
         Format::Avif,
         Format::Heic,
+        Format::Jxl,
         Format::Tiff,
     ];
     /// Every format `process` decodes on this target, in the order messages list them.
@@ -286,6 +287,7 @@ mod tests {
                 Format::Avif,
                 Format::Tiff,
                 Format::Heic,
+                Format::Jxl,
             ]
         );
     }

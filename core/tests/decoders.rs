@@ -1,5 +1,5 @@
 //! Each newly decoded format against another decoder's pixels. The fixtures and reference
-//! decodes are made by `scripts/format-fixtures.py` (libavif for AVIF, libheif for HEIC,
+//! decodes are made by `scripts/format-fixtures.py` (libavif for AVIF, libheif for HEIC, djxl for JPEG XL,
 //! Pillow for TIFF) into the directory `IMGSVC_FORMAT_FIXTURES` names; `scripts/test` makes
 //! them and sets it.
 
@@ -173,4 +173,9 @@ fn tiff_decodes_as_pillow_does() {
 #[test]
 fn heic_decodes_as_libheif_does_grids_rotation_and_display_p3_included() {
     check_format("heic");
+}
+
+#[test]
+fn jpeg_xl_decodes_as_libjxl_does_lossless_exactly() {
+    check_format("jxl");
 }
