@@ -15,7 +15,7 @@ SHARED_CORPUS="${IMGSVC_SHARED_CORPUS:-$REPO_ROOT/../shared/corpus}"
 # assertions and overflow checks are on), ASan would halve the exec rate and rebuild every
 # dependency. FUZZ_SANITIZER=address for an ASan campaign (its own build products).
 FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}"
-FUZZ_TARGETS=(probe process multipart cursor auth patch flags)
+FUZZ_TARGETS=(probe process multipart cursor auth patch flags avif heic jxl tiff)
 
 fuzz_ensure_tools() {
   rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -41,7 +41,8 @@ fuzz_flags() {
     # Headers only: no allocation near 64 MiB may happen (no pixel buffer before limits).
     probe) echo "-dict=$FUZZ_ROOT/dict/images.dict -timeout=5 -rss_limit_mb=512 -malloc_limit_mb=64 -max_len=131072" ;;
     # Policy: 256 KiB, 1 Mpx, any number of frames, 64 MiB allocation cap (fuzz/src/process.rs).
-    process) echo "-dict=$FUZZ_ROOT/dict/images.dict -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 -max_len=131072" ;;
+    # The per-format targets run the same check from their format's seeds.
+    process|avif|heic|jxl|tiff) echo "-dict=$FUZZ_ROOT/dict/images.dict -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 -max_len=131072" ;;
     # Room to cross the 16 KiB file limit of the fuzzed form.
     multipart) echo "-dict=$FUZZ_ROOT/dict/multipart.dict -timeout=5 -rss_limit_mb=512 -max_len=20000" ;;
     *) echo "-dict=$FUZZ_ROOT/dict/$1.dict -timeout=5 -rss_limit_mb=512 -max_len=4096" ;;

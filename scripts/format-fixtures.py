@@ -10,6 +10,7 @@ with them.
 
     python3 scripts/format-fixtures.py OUTDIR
     python3 scripts/format-fixtures.py --sample-heic testkit/data/iphone-like.heic
+    python3 scripts/format-fixtures.py --fuzz-seeds fuzz/seeds
 
 Needs Pillow and pillow-heif (scripts/test installs them in a venv of their own),
 avifdec (Debian's libavif-bin) and cjxl/djxl (Debian's libjxl-tools). Idempotent: a finished OUTDIR holds `done` with this
@@ -570,9 +571,55 @@ def sample_heic(path: Path) -> None:
     path.write_bytes(iphone_like_heic(gradient, 64, 1, display_p3_icc()))
 
 
+def fuzz_seeds(out: Path) -> None:
+    """Small synthetic seeds for the per-format fuzz targets, committed in fuzz/seeds/<format>/
+    (no corpus pixels; a 64x48 gradient): AVIF by avifenc (8- and 10-bit, alpha, a 2x2
+    grid), HEIC by pillow-heif (plain, alpha, the iPhone-shaped grid), JPEG XL by cjxl (lossy,
+    lossless, alpha), TIFF by Pillow (LZW, deflate, RGBA) and by hand (16-bit RGB)."""
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    size = (64, 48)
+    rgb = Image.merge("RGB", (Image.linear_gradient("L").rotate(90).resize(size),
+                              Image.linear_gradient("L").resize(size), Image.new("L", size, 96)))
+    rgba = rgb.copy()
+    rgba.putalpha(Image.linear_gradient("L").resize(size))
+    tmp = out / ".sources"
+    tmp.mkdir(parents=True, exist_ok=True)
+    rgb.save(tmp / "rgb.png")
+    rgba.save(tmp / "rgba.png")
+    rgb.resize((128, 128)).save(tmp / "rgb128.png")  # libavif's grid cells are 64 px at least
+    for kind in ("avif", "heic", "jxl", "tiff"):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+
+    def run(*args):
+        subprocess.run([str(a) for a in args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+    avifenc = shutil.which("avifenc") or sys.exit("error: avifenc not found (libavif-bin)")
+    run(avifenc, "-s", "10", tmp / "rgb.png", out / "avif/gradient.avif")
+    run(avifenc, "-s", "10", "-d", "10", tmp / "rgb.png", out / "avif/gradient-10bit.avif")
+    run(avifenc, "-s", "10", tmp / "rgba.png", out / "avif/gradient-alpha.avif")
+    run(avifenc, "-s", "10", "-g", "2x2", tmp / "rgb128.png", out / "avif/gradient-grid.avif")
+    rgb.save(out / "heic/gradient.heic", format="HEIF", quality=50)
+    rgba.save(out / "heic/gradient-alpha.heic", format="HEIF", quality=50)
+    (out / "heic/iphone-like.heic").write_bytes(
+        iphone_like_heic(rgb, 32, 1, display_p3_icc()))
+    cjxl = shutil.which("cjxl") or sys.exit("error: cjxl not found (libjxl-tools)")
+    run(cjxl, tmp / "rgb.png", out / "jxl/gradient.jxl", "-d", "2")
+    run(cjxl, tmp / "rgb.png", out / "jxl/gradient-lossless.jxl", "-d", "0")
+    run(cjxl, tmp / "rgba.png", out / "jxl/gradient-alpha.jxl", "-d", "2")
+    rgb.save(out / "tiff/gradient-lzw.tiff", compression="tiff_lzw")
+    rgb.save(out / "tiff/gradient-deflate.tiff", compression="tiff_adobe_deflate")
+    rgba.save(out / "tiff/gradient-alpha.tiff", compression="packbits")
+    tiff_u16_rgb(out / "tiff/gradient-16bit.tiff", rgb)
+    shutil.rmtree(tmp)
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--sample-heic":
         sample_heic(Path(sys.argv[2]))
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--fuzz-seeds":
+        fuzz_seeds(Path(sys.argv[2]))
         return
     if len(sys.argv) != 2:
         sys.exit(__doc__)

@@ -1,7 +1,9 @@
 //! JPEG XL, decoded by jxl-oxide (pure Rust), on one thread, with its allocations capped by
-//! the policy. The image's size is read here first, from the codestream's `SizeHeader`
-//! (ISO/IEC 18181-1, D.2), and checked against the policy before jxl-oxide is given the
-//! file, so a small file claiming a huge image costs nothing.
+//! the policy. The image header (ISO/IEC 18181-1, D.2) is read here first, from the start of
+//! the codestream, with jxl-oxide's own header parser: the size is checked against the
+//! policy, and an embedded ICC profile's claimed length against the file's, before
+//! jxl-oxide is given the file, so a small file claiming a huge image (or a 256 MiB
+//! profile, which jxl-oxide would allocate up front) costs nothing.
 //!
 //! Colour: an image stored as XYB or with a named colour space (sRGB, Display P3, BT.2020,
 //! …) is rendered by jxl-oxide straight to sRGB; one stored with its own ICC profile is
@@ -13,6 +15,10 @@ use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
 use jxl_oxide::{
     AllocTracker, EnumColourEncoding, JxlImage, JxlThreadPool, PixelFormat, RenderingIntent,
 };
+
+use jxl_bitstream::Bitstream;
+use jxl_oxide::ImageHeader;
+use jxl_oxide_common::Bundle;
 
 use crate::decode::{Decoder, Header, OpenImage, check_dimensions};
 use crate::error::ProcessError;
@@ -36,8 +42,24 @@ fn unsupported(reason: impl std::fmt::Display) -> ProcessError {
 /// Read the header, check the claimed size, then let jxl-oxide read the whole file (its
 /// frames' data is loaded, not decoded).
 pub(crate) fn open<'a>(bytes: &'a [u8], policy: &Policy) -> Result<OpenImage<'a>, ProcessError> {
-    let (width, height) = size_header(bytes).map_err(corrupt)?;
-    check_dimensions(Format::Jxl, width, height, policy)?;
+    let header = read_header(bytes)?;
+    check_dimensions(Format::Jxl, header.width, header.height, policy)?;
+    if let Some(claimed) = header.icc_bytes {
+        let plausible = (bytes.len() as u64)
+            .saturating_mul(ICC_EXPANSION)
+            .max(1 << 20);
+        if claimed > plausible {
+            return Err(corrupt(format!(
+                "the ICC profile claims {claimed} bytes, more than a {}-byte file can hold",
+                bytes.len()
+            )));
+        }
+        if claimed > MAX_ICC_BYTES {
+            return Err(unsupported(format!(
+                "an ICC profile of {claimed} bytes (at most {MAX_ICC_BYTES})"
+            )));
+        }
+    }
     let tracker =
         AllocTracker::with_limit(usize::try_from(policy.max_alloc_bytes).unwrap_or(usize::MAX));
     let mut uninit = JxlImage::builder()
@@ -141,7 +163,8 @@ fn jxl_error(error: Box<dyn std::error::Error + Send + Sync>, policy: &Policy) -
 /// contents of its `jxlc` box, or of its `jxlp` boxes joined (ISO/IEC 18181-2). Only as
 /// much as a `SizeHeader` needs is gathered.
 fn codestream_start(bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
-    const ENOUGH: usize = 16;
+    // The image header and the ICC profile's length come first; 64 KiB holds them.
+    const ENOUGH: usize = 64 << 10;
     if bytes.starts_with(&[0xFF, 0x0A]) {
         return Ok(bytes[..bytes.len().min(ENOUGH)].to_vec());
     }
@@ -183,100 +206,87 @@ fn codestream_start(bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
-/// The image's width and height from the `SizeHeader` (before orientation).
-fn size_header(bytes: &[u8]) -> Result<(u32, u32), &'static str> {
-    let codestream = codestream_start(bytes)?;
-    let mut bits = Bits {
-        data: codestream.get(2..).ok_or("no JPEG XL codestream")?,
-        at: 0,
-    };
-    let small = bits.read(1)? == 1;
-    let side = |bits: &mut Bits<'_>| -> Result<u32, &'static str> {
-        if small {
-            Ok((bits.read(5)? + 1) * 8)
-        } else {
-            let widths = [9, 13, 18, 30];
-            let selector = bits.read(2)? as usize;
-            Ok(bits.read(widths[selector])? + 1)
-        }
-    };
-    let height = side(&mut bits)?;
-    let ratio = bits.read(3)?;
-    let width = match ratio {
-        0 => side(&mut bits)?,
-        r => {
-            let (n, d) =
-                [(1, 1), (12, 10), (4, 3), (3, 2), (16, 9), (5, 4), (2, 1)][(r - 1) as usize];
-            u32::try_from(u64::from(height) * n / d).map_err(|_| "the width overflows")?
-        }
-    };
-    Ok((width, height))
+/// The largest embedded ICC profile accepted (real ones are kilobytes; printer profiles with
+/// big lookup tables a few MiB).
+const MAX_ICC_BYTES: u64 = 16 << 20;
+/// How much larger than the file an embedded ICC profile may claim to be (compressed
+/// profiles shrink a few times, not tens), with 1 MiB allowed whatever the file's size.
+const ICC_EXPANSION: u64 = 64;
+
+/// What the image header claims.
+#[derive(Debug, PartialEq, Eq)]
+struct Claims {
+    /// Before orientation.
+    width: u32,
+    height: u32,
+    /// The embedded ICC profile's encoded length, when there is one.
+    icc_bytes: Option<u64>,
 }
 
-/// A little-endian bit reader (JPEG XL's order: least significant bit first).
-struct Bits<'a> {
-    data: &'a [u8],
-    at: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, count: u32) -> Result<u32, &'static str> {
-        let mut value = 0u32;
-        for i in 0..count {
-            let byte = self
-                .data
-                .get(self.at / 8)
-                .ok_or("the header is cut short")?;
-            value |= u32::from((byte >> (self.at % 8)) & 1) << i;
-            self.at += 1;
-        }
-        Ok(value)
-    }
+/// Read the image header from the start of the codestream.
+fn read_header(bytes: &[u8]) -> Result<Claims, ProcessError> {
+    let codestream = codestream_start(bytes).map_err(corrupt)?;
+    let mut bits = Bitstream::new(&codestream);
+    let header = ImageHeader::parse(&mut bits, ())
+        .map_err(|e| corrupt(format!("the image header is invalid: {e}")))?;
+    let icc_bytes = if header.metadata.colour_encoding.want_icc() {
+        Some(
+            bits.read_u64()
+                .map_err(|_| corrupt("the file ends inside its header"))?,
+        )
+    } else {
+        None
+    };
+    Ok(Claims {
+        width: header.size.width,
+        height: header.size.height,
+        icc_bytes,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imgsvc_testkit::forge::{JxlBits, jxl_claiming};
 
-    /// A bare codestream's first bytes for a `SizeHeader` written bit by bit.
-    fn codestream(fields: &[(u32, u32)]) -> Vec<u8> {
-        let mut out = vec![0xFF, 0x0A];
-        let mut bit = 0usize;
-        let mut bytes = vec![0u8; 16];
-        for &(value, count) in fields {
-            for i in 0..count {
-                if (value >> i) & 1 == 1 {
-                    bytes[bit / 8] |= 1 << (bit % 8);
-                }
-                bit += 1;
-            }
-        }
-        out.extend_from_slice(&bytes);
-        out
+    fn size(bytes: &[u8]) -> Option<(u32, u32)> {
+        read_header(bytes).ok().map(|c| (c.width, c.height))
+    }
+
+    /// The small `SizeHeader` form: height (3+1)*8 = 32, ratio 0, width (7+1)*8 = 64; then
+    /// ImageMetadata.all_default and default_m.
+    fn small_64x32() -> Vec<u8> {
+        JxlBits::default()
+            .put(1, 1)
+            .put(3, 5)
+            .put(0, 3)
+            .put(7, 5)
+            .put(1, 1)
+            .put(1, 1)
+            .codestream(64)
     }
 
     #[test]
-    fn small_and_large_sizes_and_ratios_are_read() {
-        // small: height (3+1)*8 = 32, ratio 0, width (7+1)*8 = 64.
-        assert_eq!(
-            size_header(&codestream(&[(1, 1), (3, 5), (0, 3), (7, 5)])),
-            Ok((64, 32))
-        );
-        // large: height selector 3 → 30 bits: 65535 + 1; ratio 7 (2:1).
-        assert_eq!(
-            size_header(&codestream(&[(0, 1), (3, 2), (65_535, 30), (7, 3)])),
-            Ok((131_072, 65_536))
-        );
-        // large height 1000 (selector 1, 13 bits), ratio 5 (16:9) → 1777.
-        assert_eq!(
-            size_header(&codestream(&[(0, 1), (1, 2), (999, 13), (5, 3)])),
-            Ok((1777, 1000))
-        );
+    fn sizes_ratios_and_icc_claims_are_read() {
+        assert_eq!(size(&small_64x32()), Some((64, 32)));
+        assert_eq!(size(&jxl_claiming(70_000, 3, None)), Some((70_000, 3)));
+        // Height 1000 (selector 1, 13 bits), ratio 5 (16:9): width 1777.
+        let ratio = JxlBits::default()
+            .put(0, 1)
+            .put(1, 2)
+            .put(999, 13)
+            .put(5, 3)
+            .put(1, 1)
+            .put(1, 1)
+            .codestream(64);
+        assert_eq!(size(&ratio), Some((1777, 1000)));
+        let icc = read_header(&jxl_claiming(64, 64, Some(1 << 28))).unwrap();
+        assert_eq!(icc.icc_bytes, Some(1 << 28));
     }
 
     #[test]
     fn the_size_is_found_inside_a_container_even_when_split() {
-        let stream = codestream(&[(1, 1), (3, 5), (0, 3), (7, 5)]);
+        let stream = small_64x32();
         let mut file = b"\0\0\0\x0cJXL \r\n\x87\n".to_vec();
         file.extend_from_slice(b"\0\0\0\x14ftypjxl \0\0\0\0jxl ");
         for (i, part) in stream.chunks(3).enumerate() {
@@ -285,14 +295,14 @@ mod tests {
             file.extend_from_slice(&(i as u32).to_be_bytes());
             file.extend_from_slice(part);
         }
-        assert_eq!(size_header(&file), Ok((64, 32)));
+        assert_eq!(size(&file), Some((64, 32)));
     }
 
     #[test]
     fn cut_or_lying_headers_are_errors_not_panics() {
-        assert!(size_header(&[0xFF, 0x0A]).is_err());
-        assert!(size_header(b"\0\0\0\x0cJXL \r\n\x87\n").is_err());
-        assert!(size_header(b"\0\0\0\x0cJXL \r\n\x87\n\xff\xff\xff\xffjxlc").is_err());
-        assert!(size_header(b"\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x01jxlc").is_err());
+        assert!(read_header(&[0xFF, 0x0A]).is_err());
+        assert!(read_header(b"\0\0\0\x0cJXL \r\n\x87\n").is_err());
+        assert!(read_header(b"\0\0\0\x0cJXL \r\n\x87\n\xff\xff\xff\xffjxlc").is_err());
+        assert!(read_header(b"\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x01jxlc").is_err());
     }
 }

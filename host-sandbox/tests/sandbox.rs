@@ -91,6 +91,36 @@ fn wasip1_output_is_byte_identical_to_native_for_every_corpus_photo() {
     );
 }
 
+/// The AVIF, TIFF, HEIC and JPEG XL fixtures (`scripts/format-fixtures.py`, into the
+/// directory `IMGSVC_FORMAT_FIXTURES` names; scripts/test sets it) through both: the new
+/// decoders keep the same-bytes rule too.
+#[test]
+fn wasip1_output_is_byte_identical_to_native_for_every_format_fixture() {
+    let dir = PathBuf::from(std::env::var_os("IMGSVC_FORMAT_FIXTURES").expect(
+        "IMGSVC_FORMAT_FIXTURES is not set: run scripts/format-fixtures.py DIR and set it to DIR \
+         (scripts/test does both)",
+    ));
+    let manifest: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let sandbox = Sandbox::new(guest()).unwrap();
+    let report: Vec<String> = manifest
+        .iter()
+        .map(|entry| {
+            let input = Path::new(entry["input"].as_str().unwrap());
+            compare(&sandbox, &dir.join(input))
+        })
+        .collect();
+    println!("{}", report.join("\n"));
+    let failures: Vec<&String> = report
+        .iter()
+        .filter(|l| l.starts_with("MISMATCH"))
+        .collect();
+    assert!(
+        failures.len() < report.len() && failures.is_empty(),
+        "{failures:#?}"
+    );
+}
+
 /// One line: `ok …` or `MISMATCH …` naming the first stage that differs.
 fn compare(sandbox: &Sandbox, path: &Path) -> String {
     let name = path.file_name().unwrap().to_string_lossy();

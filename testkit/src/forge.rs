@@ -202,7 +202,7 @@ pub fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
     bmff(kind, &b)
 }
 
-/// An AVIF's parts, to be lied about one at a time.
+/// A HEIF file's (AVIF, or HEIC after `.hevc()`) parts, to be lied about one at a time.
 pub struct Heif {
     /// Item 1 is the primary. (id, type)
     pub items: Vec<(u16, [u8; 4])>,
@@ -214,6 +214,8 @@ pub struct Heif {
     /// (type, from, to…)
     pub references: Vec<([u8; 4], u16, Vec<u16>)>,
     pub mdat: Vec<u8>,
+    /// HEVC items (`hvc1`, `hvcC`, brand `heic`) instead of AV1 ones.
+    pub hevc: bool,
 }
 
 impl Heif {
@@ -226,12 +228,29 @@ impl Heif {
             sizes: vec![(1, (width, height))],
             references: Vec::new(),
             mdat,
+            hevc: false,
         }
+    }
+
+    /// The same file as a HEIC: its AV1 items become HEVC ones (an `hvcC` with no parameter
+    /// sets, 4-byte NAL lengths).
+    pub fn hevc(mut self) -> Heif {
+        self.hevc = true;
+        for (_, kind) in &mut self.items {
+            if kind == b"av01" {
+                *kind = *b"hvc1";
+            }
+        }
+        self
     }
 
     pub fn bytes(&self) -> Vec<u8> {
         let build = |mdat_start: u64| {
-            let ftyp = bmff(b"ftyp", b"avif\0\0\0\0avifmif1miaf");
+            let ftyp = if self.hevc {
+                bmff(b"ftyp", b"heic\0\0\0\0mif1heicmiaf")
+            } else {
+                bmff(b"ftyp", b"avif\0\0\0\0avifmif1miaf")
+            };
             let mut meta = full_box(b"hdlr", 0, b"\0\0\0\0pict\0\0\0\0\0\0\0\0\0\0\0\0\0");
             meta.extend(full_box(b"pitm", 0, &1u16.to_be_bytes()));
             let mut iinf = (self.items.len() as u16).to_be_bytes().to_vec();
@@ -257,8 +276,15 @@ impl Heif {
                 }
             }
             meta.extend(full_box(b"iloc", 0, &iloc));
-            // Properties: av1C (index 1), then one ispe per sized item.
-            let mut ipco = bmff(b"av1C", &[0x81, 0x00, 0x0c, 0x00]);
+            // Properties: av1C or hvcC (index 1), then one ispe per sized item.
+            let mut ipco = if self.hevc {
+                let mut hvcc = vec![1];
+                hvcc.resize(21, 0);
+                hvcc.extend_from_slice(&[0xFF, 0]);
+                bmff(b"hvcC", &hvcc)
+            } else {
+                bmff(b"av1C", &[0x81, 0x00, 0x0c, 0x00])
+            };
             let mut ipma = (self.items.len() as u32).to_be_bytes().to_vec();
             for (i, (id, (w, h))) in self.sizes.iter().enumerate() {
                 let mut ispe = w.to_be_bytes().to_vec();
@@ -309,6 +335,7 @@ pub fn avif_grid(rows: u8, columns: u8, output: (u32, u32), tile: (u32, u32), ti
         sizes: vec![(1, output)],
         references: vec![(*b"dimg", 1, (2..2 + tiles).collect())],
         mdat: grid,
+        hevc: false,
     };
     // Every tile an item, up to what a test needs (the 65,025-tile lie has only its refs).
     for id in 2..2 + if tiles <= 1024 { tiles } else { 0 } {
@@ -317,6 +344,80 @@ pub fn avif_grid(rows: u8, columns: u8, output: (u32, u32), tile: (u32, u32), ti
         heif.sizes.push((id, tile));
     }
     heif
+}
+
+// --- JPEG XL headers -------------------------------------------------------------------
+
+/// Bits written least significant first, as JPEG XL's codestream reads them.
+#[derive(Default)]
+pub struct JxlBits {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl JxlBits {
+    pub fn put(mut self, value: u64, count: u32) -> JxlBits {
+        for i in 0..count {
+            if self.len.is_multiple_of(8) {
+                self.bytes.push(0);
+            }
+            if (value >> i) & 1 == 1 {
+                let last = self.bytes.len() - 1;
+                self.bytes[last] |= 1 << (self.len % 8);
+            }
+            self.len += 1;
+        }
+        self
+    }
+
+    /// The codestream: signature, the bits, then `padding` zero bytes.
+    pub fn codestream(self, padding: usize) -> Vec<u8> {
+        let mut out = vec![0xFF, 0x0A];
+        out.extend(self.bytes);
+        out.resize(out.len() + padding, 0);
+        out
+    }
+}
+
+/// A bare JPEG XL codestream whose header claims `width`×`height` (large `SizeHeader` form,
+/// 30-bit sides) and, with `icc_bytes`, an embedded ICC profile of that encoded length; no
+/// pixels follow.
+pub fn jxl_claiming(width: u32, height: u32, icc_bytes: Option<u64>) -> Vec<u8> {
+    let side = |bits: JxlBits, v: u32| bits.put(3, 2).put(u64::from(v) - 1, 30);
+    let bits = side(JxlBits::default().put(0, 1), height).put(0, 3);
+    let bits = side(bits, width);
+    let bits = match icc_bytes {
+        // ImageMetadata.all_default, then default_m.
+        None => bits.put(1, 1).put(1, 1),
+        Some(icc) => {
+            // all_default 0, extra_fields 0, integer 8-bit samples, 16-bit buffers, no extra
+            // channels, not XYB; ColourEncoding: not default, want_icc, RGB; no extensions;
+            // default_m.
+            let bits = bits
+                .put(0, 1)
+                .put(0, 1)
+                .put(0, 1)
+                .put(0, 2)
+                .put(1, 1)
+                .put(0, 2);
+            let bits = bits
+                .put(0, 1)
+                .put(0, 1)
+                .put(1, 1)
+                .put(0, 2)
+                .put(0, 2)
+                .put(1, 1);
+            // The ICC's encoded size, U64: selector 3, 12 bits, then 8-bit groups.
+            let mut bits = bits.put(3, 2).put(icc & 0xFFF, 12);
+            let mut rest = icc >> 12;
+            while rest > 0 {
+                bits = bits.put(1, 1).put(rest & 0xFF, 8);
+                rest >>= 8;
+            }
+            bits.put(0, 1)
+        }
+    };
+    bits.codestream(64)
 }
 
 /// A little-endian TIFF: one 8-bit RGB strip image with `width`×`height`, its strip at

@@ -1094,7 +1094,7 @@ fn disguises() -> Vec<Case> {
 
 /// AVIF and TIFF containers that lie about sizes, locations and links.
 fn containers() -> Vec<Case> {
-    use crate::forge::{Heif, avif_grid, tiff_claiming};
+    use crate::forge::{Heif, avif_grid, jxl_claiming, tiff_claiming};
     let g = "AVIF / TIFF container lies";
     let mut self_grid = avif_grid(1, 1, (64, 64), (64, 64), 1);
     self_grid.references = vec![(*b"dimg", 1, vec![1])];
@@ -1149,6 +1149,50 @@ fn containers() -> Vec<Case> {
             "avif_av1_of_zeros",
             g,
             Heif::single(64, 64, vec![0; 64]).bytes(),
+            refused("corrupt_image"),
+            "",
+        ),
+        case(
+            "heic_ispe_65535_squared",
+            g,
+            Heif::single(65_535, 65_535, vec![0; 64]).hevc().bytes(),
+            refused("dimensions_too_large"),
+            "",
+        ),
+        case(
+            "heic_grid_of_65025_tiles",
+            g,
+            avif_grid(255, 255, (8_000, 8_000), (512, 512), 65_025)
+                .hevc()
+                .bytes(),
+            refused("unsupported_feature"),
+            "more references than are read",
+        ),
+        case(
+            "heic_hevc_of_zeros",
+            g,
+            Heif::single(64, 64, vec![0; 64]).hevc().bytes(),
+            refused("corrupt_image"),
+            "",
+        ),
+        case(
+            "jxl_claiming_2_30_square",
+            g,
+            jxl_claiming(1 << 30, 1 << 30, None),
+            refused("dimensions_too_large"),
+            "",
+        ),
+        case(
+            "jxl_icc_claiming_256_mib",
+            g,
+            jxl_claiming(64, 64, Some(1 << 28)),
+            refused("corrupt_image"),
+            "jxl-oxide would allocate it up front",
+        ),
+        case(
+            "jxl_header_without_frames",
+            g,
+            jxl_claiming(64, 64, None),
             refused("corrupt_image"),
             "",
         ),
