@@ -11,6 +11,7 @@ with them.
     python3 scripts/format-fixtures.py OUTDIR
     python3 scripts/format-fixtures.py --sample-heic testkit/data/iphone-like.heic
     python3 scripts/format-fixtures.py --fuzz-seeds fuzz/seeds
+    python3 scripts/format-fixtures.py --bench-set DIR   (the decoder timings' inputs)
 
 Needs Pillow and pillow-heif (scripts/test installs them in a venv of their own),
 avifdec (Debian's libavif-bin) and cjxl/djxl (Debian's libjxl-tools). Idempotent: a finished OUTDIR holds `done` with this
@@ -614,7 +615,36 @@ def fuzz_seeds(out: Path) -> None:
     shutil.rmtree(tmp)
 
 
+BENCH_PHOTOS = ["mate_Storm.jpg", "lxqt_fog.jpg", "plasma_BytheWater.jpg",
+                "lomiri16_Picture_0B.jpg", "lomiri16_aitzgorri.jpg", "lomiri16_Bridge.jpg"]
+
+
+def bench_set(out: Path) -> None:
+    """Six corpus photos (2.5 to 10.7 Mpx) as AVIF (avifenc, speed 6, its default quality),
+    TIFF (LZW), HEIC (libheif/x265, quality 85) and JPEG XL (cjxl, distance 1), for timing
+    the decoders against sharp and libheif (never committed: the corpus's pixels)."""
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in BENCH_PHOTOS:
+        stem = Path(name).stem
+        with Image.open(SHARED / "corpus" / name) as photo:
+            photo = photo.convert("RGB")
+        png = out / f"{stem}.png"
+        photo.save(png)
+        subprocess.run(["avifenc", "-s", "6", str(png), str(out / f"{stem}.avif")], check=True,
+                       stdout=subprocess.DEVNULL, timeout=600)
+        subprocess.run(["cjxl", str(png), str(out / f"{stem}.jxl"), "-d", "1"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        png.unlink()
+        photo.save(out / f"{stem}.tiff", compression="tiff_lzw")
+        photo.save(out / f"{stem}.heic", format="HEIF", quality=85)
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--bench-set":
+        bench_set(Path(sys.argv[2]))
+        return
     if len(sys.argv) == 3 and sys.argv[1] == "--sample-heic":
         sample_heic(Path(sys.argv[2]))
         return
