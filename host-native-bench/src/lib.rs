@@ -41,15 +41,12 @@ pub fn corpus_photos(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .with_context(|| format!("{} (the corpus lives beside the project)", dir.display()))?
     {
         let path = entry?.path();
-        let is_image = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| {
-                matches!(
-                    e,
-                    "jpg" | "jpeg" | "png" | "webp" | "gif" | "avif" | "tif" | "tiff" | "heic" | "jxl"
-                )
-            });
+        let is_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            matches!(
+                e,
+                "jpg" | "jpeg" | "png" | "webp" | "gif" | "avif" | "tif" | "tiff" | "heic" | "jxl"
+            )
+        });
         if is_image {
             photos.push(path);
         }
