@@ -161,6 +161,24 @@ def avif_references(out: Path) -> list:
         steps = resolve_crop(as_steps(heif_transforms(data)), *size)
         entries.append({"input": str(src), "reference": ref, "format": "avif", "exact": False,
                         "steps": steps})
+    # An image sequence of two frames (avifenc writes the first as the still image too):
+    # shown is the first, and both are counted.
+    with Image.open(SHARED / "corpus" / PHOTO) as photo:
+        photo.thumbnail((SIDE, SIDE))
+        photo = photo.convert("RGB")
+    frames = [out / "avis-frame0.png", out / "avis-frame1.png"]
+    photo.save(frames[0])
+    photo.transpose(Image.Transpose.ROTATE_180).save(frames[1])
+    avifenc = shutil.which("avifenc") or sys.exit("error: avifenc not found (libavif-bin)")
+    subprocess.run([avifenc, "-s", "8", *map(str, frames), str(out / "sequence.avif")],
+                   check=True, stdout=subprocess.DEVNULL, timeout=300)
+    for frame in frames:
+        frame.unlink()
+    subprocess.run([avifdec, "-u", "best", "-d", "16", str(out / "sequence.avif"),
+                    str(out / "sequence.reference16.png")],
+                   check=True, stdout=subprocess.DEVNULL, timeout=120)
+    entries.append({"input": "sequence.avif", "reference": "sequence.reference16.png",
+                    "format": "avif", "exact": False, "frames": 2})
     return entries
 
 
