@@ -179,6 +179,13 @@ def avif_references(out: Path) -> list:
                    check=True, stdout=subprocess.DEVNULL, timeout=120)
     entries.append({"input": "sequence.avif", "reference": "sequence.reference16.png",
                     "format": "avif", "exact": False, "frames": 2})
+    # Display P3 in both the container's nclx and the AV1 sequence header, for the test of
+    # which one counts (core/tests/decoders.rs edits the container's copy); no reference.
+    photo.save(out / "p3.png")
+    subprocess.run([avifenc, "-s", "8", "--cicp", "12/13/6", str(out / "p3.png"),
+                    str(out / "colour-p3.avif")], check=True, stdout=subprocess.DEVNULL,
+                   timeout=300)
+    (out / "p3.png").unlink()
     return entries
 
 

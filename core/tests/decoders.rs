@@ -179,3 +179,35 @@ fn heic_decodes_as_libheif_does_grids_rotation_and_display_p3_included() {
 fn jpeg_xl_decodes_as_libjxl_does_lossless_exactly() {
     check_format("jxl");
 }
+
+/// Which colour description counts: the container's `nclx` when there is one (even when it
+/// says sRGB and the AV1 stream says Display P3), the stream's only when the container has
+/// none, as libavif and browsers read them.
+#[test]
+fn the_av1_streams_colour_counts_only_when_the_container_has_none() {
+    let p3 = std::fs::read(fixtures().join("colour-p3.avif")).unwrap();
+    let at = p3
+        .windows(8)
+        .position(|w| w == b"colrnclx")
+        .expect("the fixture has an nclx box");
+    let converted = |bytes: &[u8]| {
+        imgsvc_core::process(bytes, &Policy::default())
+            .unwrap()
+            .source
+            .converted_to_srgb
+    };
+    assert!(converted(&p3), "nclx and stream both Display P3");
+    let mut container_says_srgb = p3.clone();
+    // primaries (u16) right after "nclx": 12 → 1.
+    container_says_srgb[at + 8..at + 10].copy_from_slice(&1u16.to_be_bytes());
+    assert!(
+        !converted(&container_says_srgb),
+        "the container's sRGB wins"
+    );
+    let mut no_container_colour = p3.clone();
+    no_container_colour[at..at + 4].copy_from_slice(b"free");
+    assert!(
+        converted(&no_container_colour),
+        "the stream's Display P3 counts"
+    );
+}
