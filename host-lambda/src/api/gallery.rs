@@ -24,7 +24,7 @@ use crate::record::ImageRecord;
 use crate::store::{ListQuery, StoreError};
 use crate::upload;
 
-fn gallery(state: &AppState) -> Result<&Gallery, ApiError> {
+fn configured_gallery(state: &AppState) -> Result<&Gallery, ApiError> {
     state.app.gallery.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -40,7 +40,7 @@ pub async fn post_gallery_image(
     caller: Caller,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let (bytes, fields) = read_upload_form(&state, multipart).await?;
     let (full, processed) = upload::prepare(&state.app, &caller.user_id, bytes, fields).await?;
@@ -78,7 +78,7 @@ pub async fn get_gallery_image(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let base = state.app.public_base_url.clone();
     let record = routed_read(
@@ -109,7 +109,7 @@ pub async fn list_gallery_images(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let (limit, album_id, after) = params.validated(&state.app.cursors, &caller)?;
     let base = state.app.public_base_url.clone();
@@ -188,7 +188,7 @@ pub async fn patch_gallery_image(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let (edit, body_version) = parse_patch(&body)?;
     // `If-Match: *` matches whatever version is current (RFC 9110 13.1.1), as on `/images`.
@@ -231,7 +231,7 @@ pub async fn delete_gallery_image(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let row = gallery
         .legacy
@@ -254,7 +254,7 @@ pub async fn delete_gallery_image(
 pub async fn get_dual_write_status(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let depth = gallery.legacy.outbox_depth().await?;
     let (waiting, next_attempt_at) = gallery.legacy.waiting_mirrors().await?;
     Ok(Json(json!({
@@ -270,7 +270,7 @@ pub async fn get_dual_write_status(
 /// `GET /dual-write/health`: both sides answer (each within the health timeout; a hung one
 /// is reported as `timeout`).
 pub async fn get_dual_write_health(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let within = state.app.limits.health_timeout;
     let (legacy, target) = tokio::join!(
         probe(within, gallery.legacy.ping()),
@@ -295,7 +295,7 @@ pub async fn get_dual_write_health(State(state): State<AppState>) -> Result<Resp
 
 /// `GET /dual-write/metrics`: Prometheus text format.
 pub async fn get_dual_write_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     gallery
         .metrics
         .breaker_state
