@@ -1,5 +1,6 @@
-//! `imgsvc migrate …`: the migration toolkit's commands, on the same configuration as
-//! `serve` (the legacy database and the Image Service's stores).
+//! `imgsvc migrate …`: the migration toolkit's commands, on the legacy database and the
+//! Image Service's stores only (`wiring::migration`), with the same settings `serve` has
+//! for them.
 
 use super::progress::Progress;
 use crate::settings::{MigrateCommand, MigrateSettings};
