@@ -55,7 +55,7 @@ UNSET = {
     "IMGSVC_SANDBOX_MEMORY_MB": "only with IMGSVC_SANDBOX=wasm",
     "CIRCUIT_BREAKER_FAILURES": "migration flag with a fitting default (5); tune it with deploy/set-flags.sh",
     "CIRCUIT_BREAKER_COOLDOWN_MS": "migration flag with a fitting default (30 s); tune it with deploy/set-flags.sh",
-    # The local server's connection edge and sweeps (cli/limits.rs): in Lambda, API Gateway
+    # The local server's connection edge and sweeps (settings/limits.rs): in Lambda, API Gateway
     # holds the connections and bodies, and a function has no background time.
     "IMGSVC_HEADER_TIMEOUT_MS": "local server's connections only (API Gateway's in Lambda)",
     "IMGSVC_BODY_IDLE_TIMEOUT_MS": "local server's connections only (API Gateway's in Lambda)",

@@ -1,4 +1,4 @@
-//! List cursors (`imgsvc_lambda::api::cursor::CursorCodec`).
+//! List cursors (`imgsvc_lambda::cursor::CursorCodec`).
 //!
 //! The first byte picks the mode:
 //! - even: the rest is a cursor string from a client. Decoding must refuse it (a client
@@ -8,7 +8,7 @@
 //!   another user, another album and under another key, and that any single changed byte
 //!   and any truncation is refused.
 
-use imgsvc_lambda::api::cursor::CursorCodec;
+use imgsvc_lambda::cursor::CursorCodec;
 use imgsvc_lambda::store::ListPosition;
 
 use crate::input::Input;

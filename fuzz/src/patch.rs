@@ -1,6 +1,6 @@
 //! JSON bodies the service parses: `PATCH /images/{id}` (`api::parse_patch` and
 //! `api::expected_version` with `If-Match`) and `POST /uploads/{id}/complete`
-//! (`api::uploads::parse_fields`).
+//! (`api::parse_completion_fields`).
 //!
 //! Input: a mode byte, then the body, then (after a 0xFF, which UTF-8 never contains) the
 //! `If-Match` value. Asserts, for `Ok`: the body was a JSON object with only the allowed
@@ -188,7 +188,7 @@ fn check_edit(edit: &Editable, version: u64) {
 }
 
 fn complete(body: &[u8]) {
-    let fields = match imgsvc_lambda::api::uploads::parse_fields(body) {
+    let fields = match imgsvc_lambda::api::parse_completion_fields(body) {
         Ok(fields) => fields,
         Err(error) => return assert_bad_request(&error),
     };

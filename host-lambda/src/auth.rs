@@ -2,11 +2,21 @@
 //! secret (local tokens, service tokens) and, when configured, the public keys of an
 //! identity provider's JWKS (RS256/PS256/ES256/EdDSA…), chosen by the token's `kid`.
 
+use hmac::{Hmac, Mac};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::record::validate_id;
+
+/// HMAC-SHA256 keyed with `key`, shared by everything the server signs (list cursors,
+/// upload URLs).
+pub fn keyed_mac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
 
 /// Scope that lets a token act for any user (the migration tooling needs it).
 pub const SERVICE_SCOPE: &str = "images:service";

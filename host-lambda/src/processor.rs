@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use imgsvc_core::{Policy, ProcessError, Processed};
 use imgsvc_sandbox::{Limits, Sandbox, SandboxError};
-
-use crate::api::error::ApiError;
 
 /// How the guest module is built (the hint in the error when it is missing).
 pub const GUEST_BUILD: &str = "cargo build --release -p imgsvc-sandbox-guest --target wasm32-wasip1 \
@@ -246,152 +243,17 @@ fn number(
         })
 }
 
-/// The status and code of a refusal code as the guest reports it: the same table as
-/// `From<ProcessError> for ApiError` (a unit test holds them together); unknown codes are
-/// our failure.
-fn refusal_status(code: &str) -> (StatusCode, &'static str) {
-    match code {
-        "empty_input" => (StatusCode::BAD_REQUEST, "empty_input"),
-        "corrupt_image" => (StatusCode::BAD_REQUEST, "corrupt_image"),
-        "too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        "unsupported_feature" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_feature"),
-        "dimensions_too_large" => (StatusCode::UNPROCESSABLE_ENTITY, "dimensions_too_large"),
-        "too_many_pixels" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_pixels"),
-        "too_many_frames" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_frames"),
-        "memory_limit" => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
-        "encode_failed" => (StatusCode::INTERNAL_SERVER_ERROR, "encode_failed"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
-}
-
-/// Refusals as the native core's; the sandbox's memory cap is the core's `memory_limit`
-/// (422), its deadline `processing_timeout` (422: this input takes too long, retrying won't
-/// help); anything else is our failure (500, logged).
-impl From<ProcessFailure> for ApiError {
-    fn from(failure: ProcessFailure) -> ApiError {
-        match failure {
-            ProcessFailure::Core(error) => ApiError::from(error),
-            ProcessFailure::Sandbox(SandboxError::Refused { code, message }) => {
-                let (status, stable) = refusal_status(&code);
-                if status.is_server_error() {
-                    tracing::error!(code = %code, message = %message, "the sandboxed core failed");
-                }
-                ApiError::new(status, stable, message)
-            }
-            ProcessFailure::Sandbox(error @ SandboxError::MemoryLimit { .. }) => {
-                tracing::warn!(error = %error, "sandbox memory cap reached");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "memory_limit",
-                    error.to_string(),
-                )
-            }
-            ProcessFailure::Sandbox(
-                error @ (SandboxError::Timeout { .. } | SandboxError::OutOfFuel),
-            ) => {
-                tracing::warn!(error = %error, "sandbox deadline reached");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "processing_timeout",
-                    error.to_string(),
-                )
-            }
-            ProcessFailure::Sandbox(error) => {
-                tracing::error!(error = %error, "the sandbox failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "image processing failed",
-                )
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use imgsvc_core::Format;
 
     fn config(mode: &str) -> SandboxConfig {
         SandboxConfig {
             mode: Some(mode.into()),
             ..SandboxConfig::default()
         }
-    }
-
-    #[test]
-    fn guest_refusals_get_the_native_status_and_code() {
-        let errors = [
-            ProcessError::EmptyInput,
-            ProcessError::TooLarge {
-                actual: 11,
-                limit: 10,
-            },
-            ProcessError::DimensionsTooLarge {
-                width: 1,
-                height: 1,
-                limit: 1,
-            },
-            ProcessError::TooManyPixels {
-                width: 1,
-                height: 1,
-                pixels: 1,
-                limit: 1,
-            },
-            ProcessError::TooManyFrames { limit: 1 },
-            ProcessError::MemoryLimit { limit: 1 },
-            ProcessError::CorruptImage {
-                format: Format::Png,
-                reason: "x".into(),
-            },
-            ProcessError::UnsupportedFeature {
-                format: Format::Jpeg,
-                reason: "x".into(),
-            },
-            ProcessError::EncodeFailed { reason: "x".into() },
-            ProcessError::Internal {
-                stage: "x",
-                reason: "x".into(),
-            },
-        ];
-        for error in errors {
-            let native = ApiError::from(error.clone());
-            let sandboxed = ApiError::from(ProcessFailure::Sandbox(SandboxError::Refused {
-                code: error.code().into(),
-                message: error.to_string(),
-            }));
-            assert_eq!(
-                (native.status, native.code, native.detail),
-                (sandboxed.status, sandboxed.code, sandboxed.detail),
-                "{error:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn caps_are_typed_and_internal_failures_are_500() {
-        let memory = ApiError::from(ProcessFailure::Sandbox(SandboxError::MemoryLimit {
-            limit_bytes: 1 << 20,
-        }));
-        assert_eq!(
-            (memory.status, memory.code),
-            (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit")
-        );
-        let timeout = ApiError::from(ProcessFailure::Sandbox(SandboxError::Timeout {
-            after: Duration::from_millis(5),
-        }));
-        assert_eq!(
-            (timeout.status, timeout.code),
-            (StatusCode::UNPROCESSABLE_ENTITY, "processing_timeout")
-        );
-        let trap = ApiError::from(ProcessFailure::Sandbox(SandboxError::Trap("boom".into())));
-        assert_eq!(
-            (trap.status, trap.code),
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-        );
     }
 
     #[test]

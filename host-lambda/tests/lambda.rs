@@ -5,7 +5,7 @@
 use axum::body::Body;
 use base64::Engine;
 use http_body_util::BodyExt;
-use imgsvc_lambda::api::router;
+use imgsvc_lambda::api::{AppState, HttpSettings, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -83,9 +83,10 @@ fn multipart(file: &[u8]) -> (String, Vec<u8>) {
 #[tokio::test]
 async fn api_gateway_v2_events_with_authorizer_claims_reach_the_router() {
     let data = tempfile::tempdir().unwrap();
-    let mut state = imgsvc_lambda::local::state(data.path(), "https://cdn.example")
+    let app = imgsvc_lambda::wiring::embedded_app(data.path(), "https://cdn.example")
         .await
         .unwrap();
+    let mut state = AppState::new(app, HttpSettings::default());
     let photo = imgsvc_testkit::photos::read_corpus("skimage_rocket.jpg");
     let (content_type, body) = multipart(&photo);
 
@@ -107,7 +108,7 @@ async fn api_gateway_v2_events_with_authorizer_claims_reach_the_router() {
         (401, Some("unauthorized"))
     );
 
-    state.trust_authorizer = true;
+    state.http.trust_authorizer = true;
     let app = router(state);
     let (status, record) = call(
         &app,

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use imgsvc_lambda::api::{AppState, router};
-use imgsvc_lambda::local::Storage;
+use imgsvc_lambda::api::{AppState, HttpSettings, router};
 use imgsvc_lambda::migrate::verify::verify;
 use imgsvc_lambda::store::dynamodb::DynamoMetadataStore;
+use imgsvc_lambda::wiring::{AppOptions, Storage};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -17,7 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 mod common;
-use common::aws::{aws_endpoint, sdk_config_for as sdk};
+use common::aws::{
+    aws_endpoint, dynamodb_client, fresh_bucket_and_table, s3_client, sdk_config_for as sdk,
+};
 use common::fresh_database;
 
 /// A TCP path to the emulator that can be cut: while down, new connections are dropped and
@@ -106,39 +108,38 @@ impl Gallery {
             "imgsvc-mig-{}",
             ulid::Ulid::new().to_string().to_lowercase()
         );
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&direct)
-                .force_path_style(true)
-                .build(),
-        );
-        s3.create_bucket().bucket(&name).send().await.unwrap();
-        DynamoMetadataStore::new(aws_sdk_dynamodb::Client::new(&direct), &name)
-            .create_table()
-            .await
-            .unwrap();
+        fresh_bucket_and_table(&direct, &name).await;
         let storage = Storage::Aws {
             bucket: name.clone(),
             table: name.clone(),
             force_path_style: true,
             cdn_url: format!("https://cdn.example/{name}"),
         };
-        let mut state = imgsvc_lambda::local::state_with(data.path(), &url, &storage, &direct)
-            .await
-            .unwrap();
+        let app =
+            imgsvc_lambda::wiring::app(data.path(), &url, &storage, &direct, AppOptions::default())
+                .await
+                .unwrap();
+        let mut state = AppState::new(app, HttpSettings::default());
         let cut = Cuttable::to(&aws_endpoint()).await;
         let through_cut = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk(&cut.url).await)
                 .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
                 .build(),
         );
-        state.metadata = Arc::new(DynamoMetadataStore::new(through_cut, &name));
+        state.app.metadata = Arc::new(DynamoMetadataStore::new(through_cut, &name));
         let source =
             Arc::new(imgsvc_lambda::migrate::flags::FileFlags::open(flags_path.clone()).unwrap());
         let db = fresh_database().await;
-        let gallery = imgsvc_lambda::local::gallery(&state, &db, source)
-            .await
-            .unwrap();
-        state.gallery = Some(gallery);
+        let gallery = imgsvc_lambda::wiring::gallery(
+            state.app.metadata.clone(),
+            &state.app.public_base_url,
+            &db,
+            source,
+            false,
+        )
+        .await
+        .unwrap();
+        state.app.gallery = Some(Arc::new(gallery));
         let app = router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Gallery {
@@ -218,7 +219,7 @@ impl Gallery {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        self.state.auth.issue(user, false, now, 3600).unwrap()
+        self.state.app.auth.issue(user, false, now, 3600).unwrap()
     }
 
     async fn upload(&self, user: &str, title: &str) -> reqwest::Response {
@@ -289,12 +290,12 @@ impl Gallery {
     }
 
     fn legacy(&self) -> Arc<dyn imgsvc_lambda::migrate::legacy::LegacyStore> {
-        self.state.gallery.as_ref().unwrap().legacy.clone()
+        self.state.app.gallery.as_ref().unwrap().legacy.clone()
     }
 
     async fn verify(&self) -> imgsvc_lambda::migrate::verify::VerifyReport {
-        let gallery = self.state.gallery.as_ref().unwrap();
-        verify(&gallery.legacy, &self.state.metadata, None, 25, |_| {})
+        let gallery = self.state.app.gallery.as_ref().unwrap();
+        verify(&gallery.legacy, &self.state.app.metadata, None, 25, |_| {})
             .await
             .unwrap()
     }
@@ -338,10 +339,11 @@ async fn dual_write_mirrors_every_upload_and_stops_and_resumes_with_the_flag() {
         .await;
     gallery.delete("/gallery", "alice", &mirrored[1]).await;
     for id in &resumed {
-        assert!(gallery.state.metadata.get(id).await.unwrap().is_some());
+        assert!(gallery.state.app.metadata.get(id).await.unwrap().is_some());
     }
     let renamed = gallery
         .state
+        .app
         .metadata
         .get(&mirrored[0])
         .await
@@ -354,6 +356,7 @@ async fn dual_write_mirrors_every_upload_and_stops_and_resumes_with_the_flag() {
     assert!(
         gallery
             .state
+            .app
             .metadata
             .get(&mirrored[1])
             .await
@@ -419,7 +422,7 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
 
     // Back up: the drain empties the outbox and verify reports 100 %.
     gallery.cut.set_down(false);
-    let mirror = &gallery.state.gallery.as_ref().unwrap().mirror;
+    let mirror = &gallery.state.app.gallery.as_ref().unwrap().mirror;
     // The failed entries wait out their backoff (1–2 s) before they are due again.
     let mut drained = 0;
     for _ in 0..40 {
@@ -475,9 +478,9 @@ async fn an_image_service_outage_loses_no_write_and_reads_fall_back() {
 async fn backfill_racing_dual_write_loses_no_newer_version() {
     let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
     gallery.seed_rows(5000).await;
-    let parts = gallery.state.gallery.clone().unwrap();
-    let target = gallery.state.metadata.clone();
-    let base = gallery.state.public_base_url.clone();
+    let parts = gallery.state.app.gallery.clone().unwrap();
+    let target = gallery.state.app.metadata.clone();
+    let base = gallery.state.app.public_base_url.clone();
     let backfill = tokio::spawn(async move {
         let options = imgsvc_lambda::migrate::backfill::BackfillOptions {
             batch_size: 25,
@@ -529,6 +532,7 @@ async fn backfill_racing_dual_write_loses_no_newer_version() {
     assert!(verified.is_clean());
     let edited_twice = gallery
         .state
+        .app
         .metadata
         .get("LEGACY00000001")
         .await
@@ -552,7 +556,7 @@ async fn a_killed_backfill_resumes_from_its_checkpoint() {
             .args(resume.then_some("--resume"));
         command
     };
-    let legacy = gallery.state.gallery.clone().unwrap().legacy.clone();
+    let legacy = gallery.state.app.gallery.clone().unwrap().legacy.clone();
     let mut first = command(false).spawn().unwrap();
     loop {
         let copied = legacy
@@ -623,8 +627,8 @@ async fn verify_finds_drift_reconcile_repairs_it_and_reverse_restores_postgresql
 
     // Drift: a record lost behind the migration's back (no delete, no tombstone), one
     // edited in the Image Service, one with no row.
-    let target = &gallery.state.metadata;
-    aws_sdk_dynamodb::Client::new(&sdk(&aws_endpoint()).await)
+    let target = &gallery.state.app.metadata;
+    dynamodb_client(&sdk(&aws_endpoint()).await)
         .delete_item()
         .table_name(&gallery.name)
         .key(
@@ -744,11 +748,35 @@ async fn a_mirror_that_read_a_row_before_its_delete_does_not_resurrect_it() {
     let gallery = Gallery::start("ENABLE_DYNAMODB_DUAL_WRITE=true\n").await;
     let ids = gallery.uploads("erin", 1).await;
     // What a slow mirror read just before the delete…
-    let stale = gallery.state.metadata.get(&ids[0]).await.unwrap().unwrap();
+    let stale = gallery
+        .state
+        .app
+        .metadata
+        .get(&ids[0])
+        .await
+        .unwrap()
+        .unwrap();
     gallery.delete("/gallery", "erin", &ids[0]).await;
     // …lands after the delete's own mirror: refused.
-    assert!(!gallery.state.metadata.put_if_newer(&stale).await.unwrap());
-    assert!(gallery.state.metadata.get(&ids[0]).await.unwrap().is_none());
+    assert!(
+        !gallery
+            .state
+            .app
+            .metadata
+            .put_if_newer(&stale)
+            .await
+            .unwrap()
+    );
+    assert!(
+        gallery
+            .state
+            .app
+            .metadata
+            .get(&ids[0])
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -765,6 +793,7 @@ async fn backfill_applies_deletes_made_while_dual_write_was_off() {
     assert!(
         gallery
             .state
+            .app
             .metadata
             .get("LEGACY00000001")
             .await
@@ -789,7 +818,7 @@ async fn reconcile_keeps_newer_image_service_writes_and_refuses_to_overwrite_the
     let data = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| gallery.run(data.path(), args);
     let legacy = gallery.legacy();
-    let target = &gallery.state.metadata;
+    let target = &gallery.state.app.metadata;
 
     // A dry run says what it would change and changes nothing.
     let (code, out) = run(&["reconcile", "--dry-run"]);
@@ -915,7 +944,7 @@ async fn the_gallery_lists_every_row_once_with_microsecond_timestamps_and_ties()
 async fn a_scan_page_ending_on_an_idempotency_item_does_not_end_the_scan() {
     let gallery = Gallery::start("").await;
     gallery.seed_rows(3).await;
-    let target = &gallery.state.metadata;
+    let target = &gallery.state.app.metadata;
     let legacy = gallery.legacy();
     // Idempotency items first and between the records, so pages of one item end on them.
     for i in 0..3 {
@@ -1014,7 +1043,7 @@ async fn a_hung_image_service_costs_gallery_writes_milliseconds_once_the_breaker
         "{out}"
     );
     for id in &during {
-        assert!(gallery.state.metadata.get(id).await.unwrap().is_some());
+        assert!(gallery.state.app.metadata.get(id).await.unwrap().is_some());
     }
 }
 
@@ -1041,7 +1070,7 @@ async fn aws_init_creates_the_table_and_bucket_once() {
     let second = init();
     assert!(second.status.success(), "{second:?}");
     let config = sdk(&aws_endpoint()).await;
-    let table = aws_sdk_dynamodb::Client::new(&config)
+    let table = dynamodb_client(&config)
         .describe_table()
         .table_name(&name)
         .send()
@@ -1055,16 +1084,12 @@ async fn aws_init_creates_the_table_and_bucket_once() {
         .filter_map(|i| i.index_name().map(str::to_owned))
         .collect();
     assert_eq!(indexes.len(), 2, "{indexes:?}");
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    )
-    .head_bucket()
-    .bucket(&name)
-    .send()
-    .await
-    .unwrap();
+    s3_client(&config)
+        .head_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

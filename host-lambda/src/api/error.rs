@@ -1,13 +1,18 @@
-//! Every API error as RFC 9457 `application/problem+json`, with a stable `code`.
+//! Every API error as RFC 9457 `application/problem+json`, with a stable `code`; the one
+//! place the service's errors (the core's, the sandbox's, the stores', the upload's, auth,
+//! fields) get their HTTP status.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imgsvc_core::ProcessError;
+use imgsvc_sandbox::SandboxError;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthError;
+use crate::processor::ProcessFailure;
 use crate::record::FieldError;
 use crate::store::StoreError;
+use crate::upload::UploadError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -68,7 +73,7 @@ impl ApiError {
         error: &(dyn std::error::Error + 'static),
         otherwise: impl FnOnce() -> ApiError,
     ) -> ApiError {
-        match crate::edge::BodyTimeout::in_chain(error) {
+        match super::edge::BodyTimeout::in_chain(error) {
             Some(timeout) => ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
@@ -167,33 +172,114 @@ pub async fn bare_errors_as_problems(response: Response) -> Response {
     problem
 }
 
-/// The core's refusals: bombs are 422, formats 415, not-images and broken files 400.
+/// The status and code of a refusal by its code (the core's `ProcessError::code()`, as the
+/// native core and the sandboxed guest both report it): bombs are 422, formats 415,
+/// not-images and broken files 400; unknown codes are our failure.
+fn refusal_status(code: &str) -> (StatusCode, &'static str) {
+    match code {
+        "empty_input" => (StatusCode::BAD_REQUEST, "empty_input"),
+        "corrupt_image" => (StatusCode::BAD_REQUEST, "corrupt_image"),
+        "not_an_image" => (StatusCode::BAD_REQUEST, "not_an_image"),
+        "too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        "unsupported_format" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format"),
+        "unsupported_feature" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_feature"),
+        "dimensions_too_large" => (StatusCode::UNPROCESSABLE_ENTITY, "dimensions_too_large"),
+        "too_many_pixels" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_pixels"),
+        "too_many_frames" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_frames"),
+        "memory_limit" => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
+        "encode_failed" => (StatusCode::INTERNAL_SERVER_ERROR, "encode_failed"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// The core's refusals, through the one table; a format that is no image at all is
+/// `not_an_image` (400), and every format refusal names what was detected.
 impl From<ProcessError> for ApiError {
     fn from(error: ProcessError) -> ApiError {
-        let status = match &error {
-            ProcessError::EmptyInput | ProcessError::CorruptImage { .. } => StatusCode::BAD_REQUEST,
-            ProcessError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProcessError::UnsupportedFormat { detected } if !detected.is_image() => {
-                StatusCode::BAD_REQUEST
-            }
-            ProcessError::UnsupportedFormat { .. } | ProcessError::UnsupportedFeature { .. } => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ProcessError::DimensionsTooLarge { .. }
-            | ProcessError::TooManyPixels { .. }
-            | ProcessError::TooManyFrames { .. }
-            | ProcessError::MemoryLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
         let code = match &error {
             ProcessError::UnsupportedFormat { detected } if !detected.is_image() => "not_an_image",
             other => other.code(),
         };
+        let (status, code) = refusal_status(code);
         let mut api = ApiError::new(status, code, error.to_string());
         if let ProcessError::UnsupportedFormat { detected } = &error {
             api = api.with("detectedFormat", json!(detected.name()));
         }
         api
+    }
+}
+
+/// Refusals as the native core's; the sandbox's memory cap is the core's `memory_limit`
+/// (422), its deadline `processing_timeout` (422: this input takes too long, retrying won't
+/// help); anything else is our failure (500, logged).
+impl From<ProcessFailure> for ApiError {
+    fn from(failure: ProcessFailure) -> ApiError {
+        match failure {
+            ProcessFailure::Core(error) => ApiError::from(error),
+            ProcessFailure::Sandbox(SandboxError::Refused { code, message }) => {
+                let (status, stable) = refusal_status(&code);
+                if status.is_server_error() {
+                    tracing::error!(code = %code, message = %message, "the sandboxed core failed");
+                }
+                ApiError::new(status, stable, message)
+            }
+            ProcessFailure::Sandbox(error @ SandboxError::MemoryLimit { .. }) => {
+                tracing::warn!(error = %error, "sandbox memory cap reached");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "memory_limit",
+                    error.to_string(),
+                )
+            }
+            ProcessFailure::Sandbox(
+                error @ (SandboxError::Timeout { .. } | SandboxError::OutOfFuel),
+            ) => {
+                tracing::warn!(error = %error, "sandbox deadline reached");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "processing_timeout",
+                    error.to_string(),
+                )
+            }
+            ProcessFailure::Sandbox(error) => {
+                tracing::error!(error = %error, "the sandbox failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "image processing failed",
+                )
+            }
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> ApiError {
+        match error {
+            UploadError::Process(failure) => ApiError::from(failure),
+            UploadError::Store(error) => ApiError::from(error),
+            UploadError::Busy => ApiError::busy(error.to_string()),
+            UploadError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                error.to_string(),
+            ),
+            UploadError::TaskFailed => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            ),
+            UploadError::IdempotencyInProgress => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                error.to_string(),
+            ),
+            UploadError::IdempotencyKeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                error.to_string(),
+            ),
+        }
     }
 }
 
@@ -246,5 +332,86 @@ impl From<AuthError> for ApiError {
 impl From<FieldError> for ApiError {
     fn from(error: FieldError) -> ApiError {
         ApiError::bad_request("invalid_field", error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use imgsvc_core::Format;
+
+    use super::*;
+
+    #[test]
+    fn guest_refusals_get_the_native_status_and_code() {
+        let errors = [
+            ProcessError::EmptyInput,
+            ProcessError::TooLarge {
+                actual: 11,
+                limit: 10,
+            },
+            ProcessError::DimensionsTooLarge {
+                width: 1,
+                height: 1,
+                limit: 1,
+            },
+            ProcessError::TooManyPixels {
+                width: 1,
+                height: 1,
+                pixels: 1,
+                limit: 1,
+            },
+            ProcessError::TooManyFrames { limit: 1 },
+            ProcessError::MemoryLimit { limit: 1 },
+            ProcessError::CorruptImage {
+                format: Format::Png,
+                reason: "x".into(),
+            },
+            ProcessError::UnsupportedFeature {
+                format: Format::Jpeg,
+                reason: "x".into(),
+            },
+            ProcessError::EncodeFailed { reason: "x".into() },
+            ProcessError::Internal {
+                stage: "x",
+                reason: "x".into(),
+            },
+        ];
+        for error in errors {
+            let native = ApiError::from(error.clone());
+            let sandboxed = ApiError::from(ProcessFailure::Sandbox(SandboxError::Refused {
+                code: error.code().into(),
+                message: error.to_string(),
+            }));
+            assert_eq!(
+                (native.status, native.code, native.detail),
+                (sandboxed.status, sandboxed.code, sandboxed.detail),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn caps_are_typed_and_internal_failures_are_500() {
+        let memory = ApiError::from(ProcessFailure::Sandbox(SandboxError::MemoryLimit {
+            limit_bytes: 1 << 20,
+        }));
+        assert_eq!(
+            (memory.status, memory.code),
+            (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit")
+        );
+        let timeout = ApiError::from(ProcessFailure::Sandbox(SandboxError::Timeout {
+            after: Duration::from_millis(5),
+        }));
+        assert_eq!(
+            (timeout.status, timeout.code),
+            (StatusCode::UNPROCESSABLE_ENTITY, "processing_timeout")
+        );
+        let trap = ApiError::from(ProcessFailure::Sandbox(SandboxError::Trap("boom".into())));
+        assert_eq!(
+            (trap.status, trap.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
     }
 }

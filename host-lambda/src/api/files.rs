@@ -35,7 +35,7 @@ pub async fn get_file(
     if !is_image_key(&key) {
         return Err(ApiError::not_found());
     }
-    let bytes = match state.blobs.get(&key, u64::MAX).await {
+    let bytes = match state.app.blobs.get(&key, u64::MAX).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) | Err(StoreError::InvalidKey(_)) => return Err(ApiError::not_found()),
         Err(error) => return Err(error.into()),

@@ -2,10 +2,8 @@
 //! JSON and status codes as the Image Service API, so a client can switch without
 //! noticing. Writes go to PostgreSQL first (its failure fails the request), with an outbox
 //! entry when dual-write is on, then are mirrored; reads follow the rollout flags, falling
-//! back to PostgreSQL on timeout, error or a missing record. `/dual-write/…` reports.
-
-use std::sync::Arc;
-use std::time::Instant;
+//! back to PostgreSQL on timeout, error or a missing record (`migrate::gallery`'s
+//! `routed_read`). `/dual-write/…` reports.
 
 use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
@@ -16,28 +14,18 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::images::{ListParams, owned, parse_patch, read_upload_form, version_etag};
+use super::images::{owned, page, probe, version_etag};
+use super::requests::{ListParams, expected_version, if_match_any, parse_patch, read_upload_form};
 use crate::auth::Caller;
-use crate::migrate::breaker::Permit;
-use crate::migrate::flags::{FlagSource, Flags};
-use crate::migrate::legacy::{LegacyPosition, LegacyStore};
+use crate::migrate::gallery::{Gallery, routed_read};
+use crate::migrate::legacy::LegacyPosition;
 use crate::migrate::mapping::{compare, record_of, row_of};
-use crate::migrate::metrics::MigrationMetrics;
-use crate::migrate::mirror::Mirror;
 use crate::record::ImageRecord;
 use crate::store::{ListQuery, StoreError};
 use crate::upload;
 
-/// The migration's moving parts, present when a legacy database is configured.
-pub struct Gallery {
-    pub legacy: Arc<dyn LegacyStore>,
-    pub mirror: Arc<Mirror>,
-    pub flags: Arc<dyn FlagSource>,
-    pub metrics: Arc<MigrationMetrics>,
-}
-
-fn gallery(state: &AppState) -> Result<&Gallery, ApiError> {
-    state.gallery.as_deref().ok_or_else(|| {
+fn configured_gallery(state: &AppState) -> Result<&Gallery, ApiError> {
+    state.app.gallery.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "gallery_not_configured",
@@ -47,21 +35,21 @@ fn gallery(state: &AppState) -> Result<&Gallery, ApiError> {
 }
 
 /// `POST /gallery/images`: processed and stored like `POST /images`, recorded in PostgreSQL.
-pub async fn upload_image(
+pub async fn post_gallery_image(
     State(state): State<AppState>,
     caller: Caller,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let (bytes, fields) = read_upload_form(&state, multipart).await?;
-    let (full, processed) = upload::prepare(&state, &caller.user_id, bytes, fields).await?;
+    let (full, processed) = upload::prepare(&state.app, &caller.user_id, bytes, fields).await?;
     let row = row_of(&full)?;
-    upload::put_objects(&state, &full, processed).await?;
+    upload::put_objects(&state.app, &full, processed).await?;
     let entry = match gallery.legacy.insert(&row, flags.dual_write).await {
         Ok(entry) => entry,
         Err(error) => {
-            upload::remove_objects(&state, &full).await;
+            upload::remove_objects(&state.app, &full).await;
             return Err(error.into());
         }
     };
@@ -71,7 +59,7 @@ pub async fn upload_image(
             .mirror_now(&entry, flags.read_timeout, flags.breaker())
             .await;
     }
-    let record = record_of(&row, &state.public_base_url);
+    let record = record_of(&row, &state.app.public_base_url);
     tracing::info!(imageId = %record.id, userId = %record.user_id, dualWrite = flags.dual_write, "gallery image uploaded");
     Ok((
         StatusCode::CREATED,
@@ -84,105 +72,21 @@ pub async fn upload_image(
         .into_response())
 }
 
-/// Why the Image Service gave no answer to a routed read.
-enum Unanswered {
-    Timeout,
-    BreakerOpen,
-}
-
-/// Read from the Image Service when the flags route this user there (with the timeout),
-/// else — or on timeout, error, or a missing answer — from PostgreSQL. Shadow mode reads
-/// both, serves the legacy answer and counts differences.
-async fn routed_read<T, FI, FL>(
-    gallery: &Gallery,
-    flags: &Flags,
-    caller: &Caller,
-    operation: &'static str,
-    image_service: FI,
-    legacy: FL,
-    same: impl Fn(&T, &T) -> bool,
-) -> Result<Option<T>, ApiError>
-where
-    FI: std::future::Future<Output = Result<Option<T>, StoreError>>,
-    FL: std::future::Future<Output = Result<Option<T>, StoreError>>,
-{
-    let routed = flags.reads_from_image_service(&caller.user_id);
-    let breaker = &gallery.mirror.breaker;
-    if routed || flags.shadow_reads {
-        let started = Instant::now();
-        // While the breaker is open the Image Service is not asked: the read falls back at
-        // once instead of paying the timeout.
-        let result = if breaker.permit(started, flags.breaker()) == Permit::Skip {
-            Err(Unanswered::BreakerOpen)
-        } else {
-            let result = tokio::time::timeout(flags.read_timeout, image_service)
-                .await
-                .map_err(|_| Unanswered::Timeout);
-            match &result {
-                Ok(Ok(_)) => breaker.succeeded(),
-                Ok(Err(_)) | Err(_) => gallery.mirror.breaker_failed(flags.breaker()),
-            }
-            result
-        };
-        let seconds = started.elapsed().as_secs_f64();
-        let reason = match &result {
-            Err(Unanswered::BreakerOpen) => "breaker_open",
-            Err(Unanswered::Timeout) => "timeout",
-            Ok(Err(_)) => "error",
-            Ok(Ok(None)) => "missing",
-            Ok(Ok(Some(_))) => "ok",
-        };
-        gallery.metrics.read("image_service", reason, seconds);
-        if routed {
-            tracing::info!(userId = %caller.user_id, operation, route = "image_service", outcome = reason, latencyMs = seconds * 1000.0, "read routed");
-            if let Ok(Ok(Some(found))) = result {
-                return Ok(Some(found));
-            }
-            tracing::warn!(userId = %caller.user_id, operation, reason, "Image Service read failed, falling back to PostgreSQL");
-        } else {
-            let started = Instant::now();
-            let legacy_answer = legacy.await?;
-            gallery
-                .metrics
-                .read("legacy", "ok", started.elapsed().as_secs_f64());
-            let agrees = match (&legacy_answer, &result) {
-                (Some(a), Ok(Ok(Some(b)))) => same(a, b),
-                (None, Ok(Ok(None))) => true,
-                _ => false,
-            };
-            if !agrees {
-                gallery.metrics.shadow_mismatches.inc();
-                tracing::warn!(userId = %caller.user_id, operation, imageServiceOutcome = reason, "shadow read mismatch");
-            }
-            return Ok(legacy_answer);
-        }
-    }
-    let started = Instant::now();
-    let answer = legacy.await?;
-    gallery
-        .metrics
-        .read("legacy", "ok", started.elapsed().as_secs_f64());
-    if !routed {
-        tracing::debug!(userId = %caller.user_id, operation, route = "legacy", "read routed");
-    }
-    Ok(answer)
-}
-
 /// `GET /gallery/images/{id}`.
-pub async fn get_image(
+pub async fn get_gallery_image(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
-    let base = state.public_base_url.clone();
+    let base = state.app.public_base_url.clone();
     let record = routed_read(
         gallery,
         &flags,
-        &caller,
+        &caller.user_id,
         "get",
-        state.metadata.get(&id),
+        state.app.metadata.get(&id),
         async {
             Ok(gallery
                 .legacy
@@ -200,15 +104,15 @@ pub async fn get_image(
 
 /// `GET /gallery/images?limit&cursor&albumId`: newest first; cursors work on both paths
 /// (`uploadedAt` of a migrated record is the row's `created_at`).
-pub async fn list_images(
+pub async fn list_gallery_images(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
-    let (limit, album_id, after) = params.validated(&state, &caller)?;
-    let base = state.public_base_url.clone();
+    let (limit, album_id, after) = params.validated(&state.app.cursors, &caller)?;
+    let base = state.app.public_base_url.clone();
     let legacy_after = match &after {
         Some(position) => Some(LegacyPosition {
             created_at: time::OffsetDateTime::parse(
@@ -222,6 +126,7 @@ pub async fn list_images(
     };
     let image_service = async {
         let items = state
+            .app
             .metadata
             .list(ListQuery {
                 user_id: &caller.user_id,
@@ -258,7 +163,7 @@ pub async fn list_images(
     let items = routed_read(
         gallery,
         &flags,
-        &caller,
+        &caller.user_id,
         "list",
         image_service,
         legacy,
@@ -266,7 +171,7 @@ pub async fn list_images(
     )
     .await?
     .unwrap_or_default();
-    Ok(Json(super::images::page(
+    Ok(Json(page(
         &state,
         &caller,
         album_id.as_deref(),
@@ -276,28 +181,28 @@ pub async fn list_images(
 }
 
 /// `PATCH /gallery/images/{id}`: versioned like `PATCH /images/{id}`, on PostgreSQL.
-pub async fn update_image(
+pub async fn patch_gallery_image(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let (edit, body_version) = parse_patch(&body)?;
     // `If-Match: *` matches whatever version is current (RFC 9110 13.1.1), as on `/images`.
-    let expected = if super::images::if_match_any(&headers) {
+    let expected = if if_match_any(&headers) {
         body_version
     } else {
-        Some(super::images::expected_version(body_version, &headers)?)
+        Some(expected_version(body_version, &headers)?)
     };
     let row = gallery
         .legacy
         .get(&id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let current = owned(record_of(&row, &state.public_base_url), &caller)?;
+    let current = owned(record_of(&row, &state.app.public_base_url), &caller)?;
     let expected = expected.unwrap_or(current.version);
     if current.version != expected {
         return Err(StoreError::VersionConflict {
@@ -321,19 +226,19 @@ pub async fn update_image(
 }
 
 /// `DELETE /gallery/images/{id}`: the row (and its mirror), then both objects.
-pub async fn delete_image(
+pub async fn delete_gallery_image(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let gallery = gallery(&state)?;
+    let gallery = configured_gallery(&state)?;
     let flags = gallery.flags.current();
     let row = gallery
         .legacy
         .get(&id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let record = owned(record_of(&row, &state.public_base_url), &caller)?;
+    let record = owned(record_of(&row, &state.app.public_base_url), &caller)?;
     let entry = gallery.legacy.delete(&record.id, flags.dual_write).await?;
     if let Some(entry) = entry {
         gallery
@@ -341,13 +246,15 @@ pub async fn delete_image(
             .mirror_now(&entry, flags.read_timeout, flags.breaker())
             .await;
     }
-    upload::remove_objects(&state, &record).await;
+    upload::remove_objects(&state.app, &record).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /dual-write/status`: flags, outbox depth and counters.
-pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let gallery = gallery(&state)?;
+pub async fn get_dual_write_status(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let gallery = configured_gallery(&state)?;
     let depth = gallery.legacy.outbox_depth().await?;
     let (waiting, next_attempt_at) = gallery.legacy.waiting_mirrors().await?;
     Ok(Json(json!({
@@ -362,12 +269,12 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Va
 
 /// `GET /dual-write/health`: both sides answer (each within the health timeout; a hung one
 /// is reported as `timeout`).
-pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
-    let within = state.limits.health_timeout;
+pub async fn get_dual_write_health(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let gallery = configured_gallery(&state)?;
+    let within = state.app.limits.health_timeout;
     let (legacy, target) = tokio::join!(
-        super::images::probe(within, gallery.legacy.ping()),
-        super::images::probe(within, state.metadata.ping())
+        probe(within, gallery.legacy.ping()),
+        probe(within, state.app.metadata.ping())
     );
     let ok = legacy == "ok" && target == "ok";
     let code = if ok {
@@ -387,8 +294,8 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
 }
 
 /// `GET /dual-write/metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let gallery = gallery(&state)?;
+pub async fn get_dual_write_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let gallery = configured_gallery(&state)?;
     gallery
         .metrics
         .breaker_state

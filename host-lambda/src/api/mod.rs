@@ -1,28 +1,34 @@
-//! The HTTP API: one axum `Router` for the local server and Lambda alike.
+//! The HTTP API: one axum `Router` for the local server and Lambda alike, over the service
+//! (`App`). Handlers (`images`, `uploads`, `files`, `gallery`, `preview`, `observe`) only
+//! move bytes between HTTP and the use cases; `requests` parses, `error` maps every error
+//! to its status, `edge` is the local server's connection loop and `lambda` the Lambda
+//! runtime's adapter.
 
-pub mod cursor;
+pub mod edge;
 pub mod error;
 mod files;
-pub mod gallery;
+mod gallery;
 mod images;
-// The request parsers, for the fuzz targets (fuzz/).
-pub use images::{FormLimits, expected_version, parse_patch, read_upload_fields};
-pub mod observe;
+pub mod lambda;
+mod observe;
 mod preview;
-pub mod uploads;
+pub mod requests;
+mod uploads;
+// The request parsers, for the fuzz targets (fuzz/).
+pub use requests::{
+    FormLimits, expected_version, parse_completion_fields, parse_patch, read_upload_fields,
+};
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::routing::get;
-use imgsvc_core::Policy;
 
+use crate::app::App;
 use crate::auth::{Authenticator, Caller};
-use crate::store::{BlobStore, MetadataStore, UploadStaging};
-use cursor::CursorCodec;
 use error::ApiError;
 
 /// Room for multipart framing (part headers, boundaries) around a maximal file and the
@@ -35,139 +41,126 @@ const MULTIPART_FRAMING: usize = 64 * 1024;
 /// default would be 2 MB.
 pub const DEFAULT_MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 
-/// Everything a handler can reach: ports, never adapters.
-#[derive(Clone)]
-pub struct AppState {
-    pub blobs: Arc<dyn BlobStore>,
-    pub metadata: Arc<dyn MetadataStore>,
-    pub auth: Arc<Authenticator>,
-    pub cursors: Arc<CursorCodec>,
-    pub policy: Policy,
-    /// Base of `imageUrl`/`thumbnailUrl`: the CDN in AWS, `{server}/files` locally.
-    pub public_base_url: String,
-    /// Recorded as `s3Bucket` (the bucket name in AWS, `local` on the embedded store).
-    pub bucket_label: String,
+/// What the HTTP layer alone decides: who the caller is behind API Gateway, how large
+/// request bodies and forms may be, where the preview page is.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
     /// Behind API Gateway's JWT authorizer: take the caller from the authorizer's verified
     /// claims when present (a bearer token is still accepted otherwise).
     pub trust_authorizer: bool,
-    /// Where two-step uploads send originals.
-    pub staging: Arc<dyn UploadStaging>,
-    /// Checks the local server's own signed upload URLs (`PUT /staging/…`).
-    pub url_signer: Arc<uploads::UrlSigner>,
-    /// The legacy gallery and the migration, when a legacy database is configured.
-    pub gallery: Option<Arc<gallery::Gallery>>,
-    /// Request counters and histograms (`/metrics`), EMF in Lambda.
-    pub observe: Arc<observe::Observability>,
-    /// Image decodes allowed to run at once (see `upload::process`).
-    pub processing: Arc<tokio::sync::Semaphore>,
-    /// Upload requests taken at once (their bodies buffered, waiting for or holding a
-    /// `processing` permit); past it, uploads get 503 before their body is read.
-    pub uploads: Arc<tokio::sync::Semaphore>,
-    /// Where the core runs: in process, or in the wasmtime sandbox (`IMGSVC_SANDBOX`).
-    pub processor: Arc<crate::processor::Processor>,
-    /// Deadlines the handlers apply (docs/configuration.md, "Limits and timeouts").
-    pub limits: Limits,
     /// Largest JSON request body, in bytes (`IMGSVC_MAX_JSON_BODY_BYTES`).
     pub max_json_body_bytes: usize,
     /// Bounds on upload forms' parts (`IMGSVC_MAX_FORM_PARTS`, `IMGSVC_MAX_FORM_TEXT_BYTES`).
     pub form_limits: FormLimits,
+    /// The browser preview page's files (`IMGSVC_PREVIEW_DIR`).
+    pub preview_dir: PathBuf,
 }
 
-/// Deadlines the handlers apply; `serve` sets them from its settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// How long `/health` waits for each store before reporting it `timeout`.
-    pub health_timeout: std::time::Duration,
-    /// How long an upload holds its `Idempotency-Key` before a retry may take the key over
-    /// (its holder presumed dead): longer than any upload may take.
-    pub idempotency_lease: std::time::Duration,
-    /// How long after its URL expired a two-step upload may still be completed; past it
-    /// its staged original is swept.
-    pub upload_grace: std::time::Duration,
-    /// Staged (not completed, not expired) two-step uploads a user may have open.
-    pub max_open_uploads: usize,
-    /// How old an image object with no record must be before the sweep removes it.
-    pub orphan_grace: std::time::Duration,
-    /// How long an upload waits for a processing slot before it is refused (503 `busy`):
-    /// with the store timeouts this bounds an upload, which the idempotency lease must
-    /// outlast.
-    pub processing_queue_timeout: std::time::Duration,
-}
-
-impl Default for Limits {
+impl Default for HttpSettings {
     /// The `serve` defaults.
-    fn default() -> Limits {
-        Limits {
-            health_timeout: std::time::Duration::from_secs(2),
-            idempotency_lease: std::time::Duration::from_secs(300),
-            upload_grace: std::time::Duration::from_secs(15 * 60),
-            max_open_uploads: 20,
-            orphan_grace: std::time::Duration::from_secs(3600),
-            processing_queue_timeout: std::time::Duration::from_secs(60),
+    fn default() -> HttpSettings {
+        HttpSettings {
+            trust_authorizer: false,
+            max_json_body_bytes: DEFAULT_MAX_JSON_BODY_BYTES,
+            form_limits: FormLimits::default(),
+            preview_dir: preview::default_preview_dir(),
         }
     }
 }
 
+/// Everything a handler can reach: the service and the HTTP settings.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    pub http: HttpSettings,
+}
+
+impl AppState {
+    pub fn new(app: App, http: HttpSettings) -> AppState {
+        AppState { app, http }
+    }
+}
+
+/// The local server: the router (with tower-http's request traces) behind the connection
+/// edge on `listener`, until `shutdown` resolves.
+pub async fn serve_local(
+    listener: tokio::net::TcpListener,
+    app: App,
+    http: HttpSettings,
+    connections: edge::ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let router =
+        router(AppState::new(app, http)).layer(tower_http::trace::TraceLayer::new_for_http());
+    edge::serve(listener, router, connections, shutdown).await;
+}
+
+/// The same router as a Lambda function, until the runtime stops it.
+pub async fn serve_lambda(app: App, http: HttpSettings) -> Result<(), lambda_http::Error> {
+    lambda::run(router(AppState::new(app, http))).await
+}
+
 pub fn router(state: AppState) -> Router {
-    let upload_limit = usize::try_from(state.policy.max_input_bytes)
+    let upload_limit = usize::try_from(state.app.policy.max_input_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(MULTIPART_FRAMING)
-        .saturating_add(state.form_limits.text_bytes);
-    let json_limit = DefaultBodyLimit::max(state.max_json_body_bytes);
+        .saturating_add(state.http.form_limits.text_bytes);
+    let json_limit = DefaultBodyLimit::max(state.http.max_json_body_bytes);
     // The handlers that take an upload's bytes (or, for `complete`, read them from
-    // staging) are admitted only while fewer than `state.uploads` are in flight.
+    // staging) are admitted only while fewer than `App::uploads` are in flight.
     let admitted = axum::middleware::from_fn_with_state(state.clone(), admit_upload);
     Router::new()
         .route(
             "/images",
-            get(images::list)
-                .post(images::upload.layer(admitted.clone()))
+            get(images::list_images)
+                .post(images::post_image.layer(admitted.clone()))
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route(
             "/images/{id}",
-            get(images::get_one)
-                .patch(images::update)
-                .delete(images::delete)
+            get(images::get_image)
+                .patch(images::patch_image)
+                .delete(images::delete_image)
                 .layer(json_limit),
         )
         .route(
             "/uploads",
-            axum::routing::post(uploads::create_upload).layer(json_limit),
+            axum::routing::post(uploads::post_upload).layer(json_limit),
         )
         .route(
             "/uploads/{id}/complete",
-            axum::routing::post(uploads::complete_upload.layer(admitted.clone())).layer(json_limit),
+            axum::routing::post(uploads::post_upload_complete.layer(admitted.clone()))
+                .layer(json_limit),
         )
         .route(
             "/staging/{*key}",
-            axum::routing::put(uploads::put_staged.layer(admitted.clone())),
+            axum::routing::put(uploads::put_staged_original.layer(admitted.clone())),
         )
         .route("/files/{*key}", get(files::get_file))
         .route(
             "/gallery/images",
-            get(gallery::list_images)
-                .post(gallery::upload_image.layer(admitted))
+            get(gallery::list_gallery_images)
+                .post(gallery::post_gallery_image.layer(admitted))
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route(
             "/gallery/images/{id}",
-            get(gallery::get_image)
-                .patch(gallery::update_image)
-                .delete(gallery::delete_image)
+            get(gallery::get_gallery_image)
+                .patch(gallery::patch_gallery_image)
+                .delete(gallery::delete_gallery_image)
                 .layer(json_limit),
         )
-        .route("/dual-write/status", get(gallery::status))
-        .route("/dual-write/health", get(gallery::health))
-        .route("/dual-write/metrics", get(gallery::metrics))
-        .route("/metrics", get(observe::metrics))
-        .route("/health", get(images::health))
-        .route("/openapi.json", get(openapi))
-        .route("/", get(preview::index))
-        .route("/{file}", get(preview::asset))
+        .route("/dual-write/status", get(gallery::get_dual_write_status))
+        .route("/dual-write/health", get(gallery::get_dual_write_health))
+        .route("/dual-write/metrics", get(gallery::get_dual_write_metrics))
+        .route("/metrics", get(observe::get_metrics))
+        .route("/health", get(images::get_health))
+        .route("/openapi.json", get(get_openapi))
+        .route("/", get(preview::get_preview_page))
+        .route("/{file}", get(preview::get_preview_asset))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            observe::observe,
+            observe::observe_request,
         ))
         // Outermost: whatever the framework answers by itself (no route, wrong method, a
         // body or query its extractors refuse) is a problem+json like every other error.
@@ -177,7 +170,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Take an upload only while fewer than `state.uploads` are in flight; past that, 503
+/// Take an upload only while fewer than `App::uploads` are in flight; past that, 503
 /// with `Retry-After` before a byte of its body is read, so a burst can't buffer
 /// unbounded memory while uploads wait for a processing slot.
 async fn admit_upload(
@@ -186,14 +179,14 @@ async fn admit_upload(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let Ok(_admitted) = state.uploads.clone().try_acquire_owned() else {
+    let Ok(_admitted) = state.app.uploads.clone().try_acquire_owned() else {
         return ApiError::busy("too many uploads in progress; retry shortly").into_response();
     };
     next.run(request).await
 }
 
 /// The API described: `GET /openapi.json`.
-async fn openapi() -> impl axum::response::IntoResponse {
+async fn get_openapi() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         include_str!("../../openapi.json"),
@@ -233,18 +226,18 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let authorized = if state.trust_authorizer {
+        let authorized = if state.http.trust_authorizer {
             // The authorizer's claims are the identity provider's: its service scope counts
             // only when the deployment says so, as for its JWKS-signed tokens.
-            crate::lambda::authorizer_caller(&parts.extensions).map(|caller| Caller {
-                is_service: caller.is_service && state.auth.trusts_jwks_service_scope(),
+            lambda::authorizer_caller(&parts.extensions).map(|caller| Caller {
+                is_service: caller.is_service && state.app.auth.trusts_jwks_service_scope(),
                 ..caller
             })
         } else {
             None
         };
-        let caller = header_caller(&state.auth, &parts.headers, authorized)?;
-        // The request's span (see `observe`) logs who it was for.
+        let caller = header_caller(&state.app.auth, &parts.headers, authorized)?;
+        // The request's span (see `observe::observe_request`) logs who it was for.
         tracing::Span::current().record("userId", caller.user_id.as_str());
         Ok(caller)
     }

@@ -2,32 +2,28 @@
 //! made by `host-wasm/build.sh`), served as static files. It previews an upload with the
 //! core in WebAssembly, byte-identical to what this server will store, then uploads it.
 //!
-//! The directory is `IMGSVC_PREVIEW_DIR`, else `host-wasm/dist` in the source tree this
-//! binary was built from. When the package isn't built, `/` says how to build it.
+//! The directory is `IMGSVC_PREVIEW_DIR` (`--preview-dir`), else `host-wasm/dist` in the
+//! source tree this binary was built from (`default_preview_dir`). When the package isn't
+//! built, `/` says how to build it.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::AppState;
 use super::error::ApiError;
 
-fn preview_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        std::env::var_os("IMGSVC_PREVIEW_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-wasm/dist")
-            })
-    })
+/// The built package in the source tree this binary was built from.
+pub fn default_preview_dir() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-wasm/dist")
 }
 
 /// `GET /`: the page, or how to build it.
-pub async fn index() -> Response {
-    match tokio::fs::read(preview_dir().join("index.html")).await {
+pub async fn get_preview_page(State(state): State<AppState>) -> Response {
+    let preview_dir = &state.http.preview_dir;
+    match tokio::fs::read(preview_dir.join("index.html")).await {
         Ok(page) => file_response("index.html", page),
         Err(_) => (
             StatusCode::NOT_FOUND,
@@ -39,7 +35,7 @@ pub async fn index() -> Response {
                  <p>Build it with <code>host-wasm/build.sh</code> (see \
                  <code>docs/browser-package.md</code>), or point <code>IMGSVC_PREVIEW_DIR</code> \
                  at a built package, then reload. The API itself works without it.</p>",
-                html_escape(&preview_dir().display().to_string())
+                html_escape(&preview_dir.display().to_string())
             )),
         )
             .into_response(),
@@ -47,7 +43,15 @@ pub async fn index() -> Response {
 }
 
 /// `GET /{file}`: one file of the package (plain names only: no directories, no dotfiles).
-pub async fn asset(Path(file): Path<String>) -> Response {
+pub async fn get_preview_asset(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> Response {
+    preview_file(&state.http.preview_dir, file).await
+}
+
+/// The package's file `file` under `dir`, or a 404.
+async fn preview_file(dir: &std::path::Path, file: String) -> Response {
     let plain = !file.starts_with('.')
         && file
             .bytes()
@@ -68,7 +72,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     if !plain {
         return not_found();
     }
-    match tokio::fs::read(preview_dir().join(&file)).await {
+    match tokio::fs::read(dir.join(&file)).await {
         Ok(bytes) => file_response(&file, bytes),
         Err(_) => not_found(),
     }
@@ -124,10 +128,10 @@ mod tests {
             "secret",
             "x.sqlite",
         ] {
-            let response = asset(Path(bad.to_owned())).await;
+            let response = preview_file(&default_preview_dir(), bad.to_owned()).await;
             assert_eq!(response.status(), StatusCode::NOT_FOUND, "{bad}");
         }
-        let unrouted = asset(Path("metricz".to_owned())).await;
+        let unrouted = preview_file(&default_preview_dir(), "metricz".to_owned()).await;
         assert_eq!(unrouted.status(), StatusCode::NOT_FOUND);
         let body = axum::body::to_bytes(unrouted.into_body(), 1024)
             .await

@@ -1,84 +1,12 @@
-//! `imgsvc migrate …`: the migration toolkit's commands, on the same configuration as
-//! `serve` (the legacy database and the Image Service's stores).
-
-use clap::{Args, Subcommand};
+//! `imgsvc migrate …`: the migration toolkit's commands, on the legacy database and the
+//! Image Service's stores only (`wiring::migration`), with the same settings `serve` has
+//! for them.
 
 use super::progress::Progress;
-use super::serve::ServeArgs;
-
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    #[command(subcommand)]
-    pub command: MigrateCommand,
-    /// Progress as JSON lines on stderr even on a terminal (without a terminal it always is).
-    #[arg(long, global = true)]
-    pub json: bool,
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum MigrateCommand {
-    /// Retry the pending mirrors in the outbox that are due. Exit 0 when the outbox is empty
-    /// after it, 1 when entries remain (the output says how many wait, and until when).
-    Drain {
-        /// Retry every entry now, also those waiting out their backoff.
-        #[arg(long)]
-        now: bool,
-        /// Keep draining for up to this long (`30s`, `5m`) while entries wait out their
-        /// backoff, until the outbox is empty.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        wait: Option<std::time::Duration>,
-    },
-    /// Copy every legacy row to the Image Service in batches, never overwriting a newer
-    /// version, checkpointing after each batch; then apply the deletes PostgreSQL remembers.
-    Backfill {
-        #[arg(long, default_value_t = 25)]
-        batch_size: usize,
-        /// At most this many rows per second.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Read and map everything, write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Continue after the last checkpoint instead of starting over.
-        #[arg(long)]
-        resume: bool,
-    },
-    /// Make both sides agree, image by image: the newest version wins in either direction,
-    /// a delete wins over an older row, a side without the image gets it. Refuses (exit 1,
-    /// nothing written) when a version differs in content on the two sides, unless --from
-    /// names the side that wins.
-    Reconcile {
-        /// The side that wins every difference, even where it is older (written at a
-        /// version above both, on both sides).
-        #[arg(long, value_enum)]
-        from: Option<crate::migrate::reconcile::Direction>,
-        /// Print what would change (one JSON line per image), change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Copy the Image Service back to PostgreSQL (rollback after legacy writes stopped):
-    /// a row is only replaced by a newer version, and deletes made in the Image Service
-    /// remove their rows.
-    Reverse,
-    /// Compare every legacy row with its Image Service record. Exit 0 on a 100 % match,
-    /// 1 on any difference, 2 when it could not run.
-    Verify {
-        /// Only rows, and Image Service records, updated within this long (`1h`, `2d`).
-        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "all")]
-        since: Option<std::time::Duration>,
-        /// Every row (the default).
-        #[arg(long)]
-        all: bool,
-        /// Write the full report (every missing id and mismatched field) here as JSON.
-        #[arg(long)]
-        report: Option<std::path::PathBuf>,
-    },
-}
+use crate::settings::{MigrateCommand, MigrateSettings};
 
 /// Exit status: 0 clean, 1 mismatches, 2 could not run.
-pub fn run(args: MigrateArgs) -> std::process::ExitCode {
+pub fn run(args: MigrateSettings) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -95,19 +23,15 @@ pub fn run(args: MigrateArgs) -> std::process::ExitCode {
     }
 }
 
-async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
+async fn run_async(args: MigrateSettings) -> anyhow::Result<u8> {
     anyhow::ensure!(
-        args.serve.legacy_database_url.is_some(),
+        args.legacy.store.legacy_database_url.is_some(),
         "IMGSVC_LEGACY_DATABASE_URL (--legacy-database-url) is required"
     );
     let json = args.json;
-    let public_url = args.serve.public_url.clone().unwrap_or_default();
-    let state = super::serve::app_state(args.serve, &public_url, false).await?;
-    let Some(gallery) = state.gallery.clone() else {
-        anyhow::bail!("no legacy gallery configured");
-    };
+    let (stores, gallery) = crate::wiring::migration(&args).await?;
     let legacy = &gallery.legacy;
-    let target = &state.metadata;
+    let target = &stores.metadata;
     match args.command {
         MigrateCommand::Backfill {
             batch_size,
@@ -126,7 +50,7 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
             let report = crate::migrate::backfill::backfill(
                 legacy,
                 target,
-                &state.public_base_url,
+                &stores.public_base_url,
                 &options,
                 |report| {
                     progress.update(
@@ -177,7 +101,7 @@ async fn run_async(args: MigrateArgs) -> anyhow::Result<u8> {
             let (mut applied, mut changed_meanwhile) = (0u64, 0u64);
             for (done, change) in changes.iter().enumerate() {
                 println!("{}", serde_json::json!({ "change": change.summary() }));
-                if reconcile::apply(change, legacy, target, &state.public_base_url).await? {
+                if reconcile::apply(change, legacy, target, &stores.public_base_url).await? {
                     applied += 1;
                 } else {
                     changed_meanwhile += 1;

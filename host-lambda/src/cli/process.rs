@@ -3,29 +3,16 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use base64::Engine;
-use clap::Args;
 use imgsvc_core::{Policy, ProcessError, Processed};
 use serde_json::{Value, json};
 
-use super::sandbox::SandboxArgs;
 use crate::processor::{ProcessFailure, Processor};
-
-#[derive(Debug, Args)]
-pub struct ProcessArgs {
-    /// Directory for the outputs (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "out")]
-    pub out: PathBuf,
-    /// Images to process.
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
-    #[command(flatten)]
-    pub sandbox: SandboxArgs,
-}
+use crate::settings::ProcessSettings;
 
 /// Why one input produced no outputs: refused by the core, or a local file problem.
 enum Failure {
@@ -42,7 +29,7 @@ impl Failure {
     }
 }
 
-pub fn run(args: &ProcessArgs) -> ExitCode {
+pub fn run(args: &ProcessSettings) -> ExitCode {
     let processor = match Processor::from_config(&args.sandbox.config()) {
         Ok(processor) => processor,
         Err(error) => {

@@ -225,19 +225,12 @@ pub trait FlagSource: Send + Sync + 'static {
     fn current(&self) -> Flags;
 }
 
-/// Fixed flags (the process environment, read and validated once at start).
+/// Fixed flags (the settings' flag values, validated once at start).
 pub struct StaticFlags(pub Flags);
 
 impl FlagSource for StaticFlags {
     fn current(&self) -> Flags {
         self.0.clone()
-    }
-}
-
-impl StaticFlags {
-    /// From the process environment; an invalid value refuses to start.
-    pub fn from_env() -> Result<StaticFlags, FlagError> {
-        Flags::from_lookup(|name| std::env::var(name).ok()).map(StaticFlags)
     }
 }
 

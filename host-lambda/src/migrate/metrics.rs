@@ -123,7 +123,7 @@ impl MigrationMetrics {
         self.mirror_seconds.get_or_create(&labels).observe(seconds);
         if self.emf {
             let ok = matches!(outcome, "success" | "drained");
-            crate::api::observe::emit_emf(
+            crate::telemetry::emit_emf(
                 &[(
                     "Origin",
                     if outcome.starts_with("drain") {
@@ -155,7 +155,7 @@ impl MigrationMetrics {
             .observe(seconds);
         if self.emf && origin == "image_service" {
             let fell_back = outcome != "ok";
-            crate::api::observe::emit_emf(
+            crate::telemetry::emit_emf(
                 &[("Outcome", outcome)],
                 &[
                     ("ReadImageService", 1.0, "Count"),

@@ -23,7 +23,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn row_of(r: &PgRow) -> Result<LegacyRow, StoreError> {
+fn legacy_row_from(r: &PgRow) -> Result<LegacyRow, StoreError> {
     Ok(LegacyRow {
         id: r.try_get("id").map_err(unavailable)?,
         user_id: r.try_get("user_id").map_err(unavailable)?,
@@ -178,7 +178,7 @@ impl LegacyStore for PgLegacyStore {
             .await
             .map_err(unavailable)?
             .as_ref()
-            .map(row_of)
+            .map(legacy_row_from)
             .transpose()
     }
 
@@ -209,7 +209,7 @@ impl LegacyStore for PgLegacyStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(row_of).collect()
+        rows.iter().map(legacy_row_from).collect()
     }
 
     async fn update(
@@ -456,7 +456,7 @@ impl LegacyStore for PgLegacyStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(row_of).collect()
+        rows.iter().map(legacy_row_from).collect()
     }
 
     async fn existing_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {

@@ -1,8 +1,10 @@
-//! Ports: what the API needs from storage, with no vendor in sight. Adapters: `fs` + `sqlite`
-//! (embedded, the default) and, later, S3 + DynamoDB.
+//! Ports: what the service needs from storage, with no vendor in sight. Adapters: `fs` +
+//! `sqlite` (embedded, the default) with `local_staging`, and S3 + DynamoDB.
 
+pub mod aws;
 pub mod dynamodb;
 pub mod fs;
+pub mod local_staging;
 pub mod s3;
 pub mod sqlite;
 

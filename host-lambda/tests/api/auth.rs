@@ -12,7 +12,12 @@ async fn service_tokens_act_on_behalf_of_a_user_and_nobody_else_can() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let service = server.state.auth.issue("migrator", true, now, 600).unwrap();
+    let service = server
+        .state
+        .app
+        .auth
+        .issue("migrator", true, now, 600)
+        .unwrap();
     let form = Form::new().part("file", Part::bytes(small_jpeg()).file_name("a.jpg"));
     let created = server
         .client

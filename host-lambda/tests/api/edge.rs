@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::common::aws::aws_sdk_config;
 use crate::harness::{Backend, Server, problem, raw_get, small_jpeg};
-use imgsvc_lambda::local::Storage;
+use imgsvc_lambda::wiring::{AppOptions, Storage};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -338,10 +338,15 @@ async fn the_data_dir_and_its_files_are_private() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let sdk = aws_sdk_config().await;
-    let _state =
-        imgsvc_lambda::local::state_with(&data, "http://127.0.0.1:1", &Storage::Embedded, &sdk)
-            .await
-            .unwrap();
+    let _app = imgsvc_lambda::wiring::app(
+        &data,
+        "http://127.0.0.1:1",
+        &Storage::Embedded,
+        &sdk,
+        AppOptions::default(),
+    )
+    .await
+    .unwrap();
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700, "data dir");
     assert_eq!(mode(&data.join("imgsvc.sqlite")), 0o600, "database");
@@ -353,8 +358,8 @@ async fn the_data_dir_and_its_files_are_private() {
 #[tokio::test]
 async fn the_request_limits_are_configurable() {
     let server = Server::start_with(Backend::Embedded, |mut state| {
-        state.max_json_body_bytes = 1024;
-        state.form_limits = imgsvc_lambda::api::FormLimits {
+        state.http.max_json_body_bytes = 1024;
+        state.http.form_limits = imgsvc_lambda::api::FormLimits {
             parts: 4,
             text_bytes: 2048,
         };

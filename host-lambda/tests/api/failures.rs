@@ -145,6 +145,7 @@ async fn a_cleanup_that_fails_reports_the_objects_it_left(backend: Backend) {
         .unwrap();
     let record = server
         .state
+        .app
         .metadata
         .get(created["id"].as_str().unwrap())
         .await
@@ -152,20 +153,20 @@ async fn a_cleanup_that_fails_reports_the_objects_it_left(backend: Backend) {
         .unwrap();
     let mut state = server.state.clone();
     let blobs = Arc::new(FailingBlobs {
-        inner: state.blobs.clone(),
+        inner: state.app.blobs.clone(),
         fail_thumbnails: AtomicBool::new(false),
         fail_deletes: AtomicBool::new(true),
     });
-    state.blobs = blobs.clone();
+    state.app.blobs = blobs.clone();
     // What could not be removed is said, so the log never claims a clean-up that failed.
-    let mut left = imgsvc_lambda::upload::remove_objects(&state, &record).await;
+    let mut left = imgsvc_lambda::upload::remove_objects(&state.app, &record).await;
     left.sort();
     let mut keys = vec![record.s3_key.clone(), record.thumbnail_key.clone()];
     keys.sort();
     assert_eq!(left, keys);
     blobs.fail_deletes.store(false, Ordering::SeqCst);
     assert!(
-        imgsvc_lambda::upload::remove_objects(&state, &record)
+        imgsvc_lambda::upload::remove_objects(&state.app, &record)
             .await
             .is_empty()
     );
@@ -173,8 +174,8 @@ async fn a_cleanup_that_fails_reports_the_objects_it_left(backend: Backend) {
 
 async fn a_store_failure_mid_upload_leaves_no_object_and_no_record(backend: Backend) {
     let server = Server::start_with(backend, |mut state| {
-        state.blobs = Arc::new(FailingBlobs {
-            inner: state.blobs.clone(),
+        state.app.blobs = Arc::new(FailingBlobs {
+            inner: state.app.blobs.clone(),
             fail_thumbnails: AtomicBool::new(true),
             fail_deletes: AtomicBool::new(false),
         });
@@ -199,8 +200,8 @@ async fn a_store_failure_mid_upload_leaves_no_object_and_no_record(backend: Back
 async fn a_record_write_failure_removes_the_objects(backend: Backend) {
     // The objects get written, the record write fails: the objects must be removed again.
     let server = Server::start_with(backend, |mut state| {
-        state.metadata = Arc::new(FailingCreate {
-            inner: state.metadata.clone(),
+        state.app.metadata = Arc::new(FailingCreate {
+            inner: state.app.metadata.clone(),
         });
         state
     })

@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::aws::{aws_endpoint, aws_sdk_config};
-use imgsvc_lambda::api::{AppState, router};
-use imgsvc_lambda::local::Storage;
-use imgsvc_lambda::store::dynamodb::DynamoMetadataStore;
+use crate::common::aws::{aws_endpoint, aws_sdk_config, fresh_bucket_and_table};
+use imgsvc_lambda::api::{AppState, HttpSettings, router};
+use imgsvc_lambda::wiring::{AppOptions, Storage};
 use imgsvc_testkit::photos::read_corpus as corpus;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -54,18 +53,7 @@ impl Server {
                     "imgsvc-test-{}",
                     ulid::Ulid::new().to_string().to_lowercase()
                 );
-                let s3 = aws_sdk_s3::Client::from_conf(
-                    aws_sdk_s3::config::Builder::from(&sdk)
-                        .force_path_style(true)
-                        .build(),
-                );
-                s3.create_bucket().bucket(&name).send().await.expect(
-                    "S3 emulator not reachable: scripts/test starts it (or set IMGSVC_TEST_AWS_ENDPOINT)",
-                );
-                DynamoMetadataStore::new(aws_sdk_dynamodb::Client::new(&sdk), &name)
-                    .create_table()
-                    .await
-                    .unwrap();
+                let s3 = fresh_bucket_and_table(&sdk, &name).await;
                 let storage = Storage::Aws {
                     bucket: name.clone(),
                     table: name.clone(),
@@ -75,9 +63,11 @@ impl Server {
                 (storage, Some((s3, name)))
             }
         };
-        let state = imgsvc_lambda::local::state_with(data.path(), &url, &storage, &sdk)
-            .await
-            .unwrap();
+        let app =
+            imgsvc_lambda::wiring::app(data.path(), &url, &storage, &sdk, AppOptions::default())
+                .await
+                .unwrap();
+        let state = AppState::new(app, HttpSettings::default());
         let app = router(adapt(state.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Server {
@@ -94,7 +84,7 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        self.state.auth.issue(user, false, now, 3600).unwrap()
+        self.state.app.auth.issue(user, false, now, 3600).unwrap()
     }
 
     pub async fn upload(

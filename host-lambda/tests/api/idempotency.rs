@@ -1,6 +1,6 @@
 //! `Idempotency-Key`: retries create one record, abandoned reservations are taken over, entries expire.
 
-use crate::common::aws::aws_sdk_config;
+use crate::common::aws::{aws_sdk_config, dynamodb_client};
 use crate::harness::{Backend, Server, on_both_backends, problem, small_jpeg};
 use imgsvc_lambda::store::Reservation;
 use imgsvc_testkit::photos::read_corpus as corpus;
@@ -111,6 +111,7 @@ async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let Some(Reservation::Completed { fingerprint, .. }) = server
         .state
+        .app
         .metadata
         .find_idempotency("ivan", "probe", now)
         .await
@@ -123,6 +124,7 @@ async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
     assert_eq!(
         server
             .state
+            .app
             .metadata
             .reserve_idempotency(
                 "ivan",
@@ -160,13 +162,14 @@ async fn an_abandoned_idempotency_reservation_is_taken_over(backend: Backend) {
 #[tokio::test]
 async fn an_upload_waits_for_a_processing_slot_only_so_long() {
     let server = Server::start_with(Backend::Embedded, |mut state| {
-        state.limits.processing_queue_timeout = std::time::Duration::from_millis(300);
+        state.app.limits.processing_queue_timeout = std::time::Duration::from_millis(300);
         state
     })
     .await;
-    let all = server.state.processing.available_permits() as u32;
+    let all = server.state.app.processing.available_permits() as u32;
     let held = server
         .state
+        .app
         .processing
         .clone()
         .acquire_many_owned(all)
@@ -193,7 +196,7 @@ async fn an_upload_waits_for_a_processing_slot_only_so_long() {
 
 async fn idempotency_records_expire(backend: Backend) {
     let server = Server::start(backend).await;
-    let store = &server.state.metadata;
+    let store = &server.state.app.metadata;
     assert_eq!(
         store
             .reserve_idempotency("u", "k", "f1", 1000, 2000, 2000)
@@ -235,7 +238,7 @@ async fn idempotency_records_expire(backend: Backend) {
 /// removed as reservations come in; DynamoDB's table has TTL on `expiresAt`.
 async fn expired_idempotency_entries_are_deleted(backend: Backend) {
     let server = Server::start(backend).await;
-    let store = &server.state.metadata;
+    let store = &server.state.app.metadata;
     for key in ["a", "b", "c"] {
         store
             .reserve_idempotency("u", key, "f", 1_000, 2_000, 2_000)
@@ -261,7 +264,7 @@ async fn expired_idempotency_entries_are_deleted(backend: Backend) {
         }
         Backend::Aws => {
             let (_, table) = server.s3.as_ref().unwrap();
-            let ttl = aws_sdk_dynamodb::Client::new(&aws_sdk_config().await)
+            let ttl = dynamodb_client(&aws_sdk_config().await)
                 .describe_time_to_live()
                 .table_name(table)
                 .send()

@@ -108,7 +108,7 @@ async fn two_step_upload_urls_are_signed_bounded_and_single_use(backend: Backend
                 content_type: "image/jpeg".into(),
                 expires_at: time::OffsetDateTime::now_utc().unix_timestamp() - 1,
             };
-            let signature = server.state.url_signer.sign(&expired);
+            let signature = server.state.app.url_signer.sign(&expired);
             let expired = format!(
                 "{}/staging/{}?expires={}&size=10&sig={signature}",
                 server.url, expired.key, expired.expires_at
@@ -205,6 +205,7 @@ async fn staged_uploads_are_single_use_and_end(backend: Backend) {
     let stale = ulid::Ulid::from_parts(two_hours_ago, 42).to_string();
     server
         .state
+        .app
         .blobs
         .put(
             &format!("uploads/kim/{stale}"),
@@ -315,6 +316,7 @@ async fn sweeps_remove_orphans_and_expired_staging_only(backend: Backend) {
     for key in orphans.iter().chain(&[staged.as_str()]) {
         server
             .state
+            .app
             .blobs
             .put(key, Bytes::from_static(b"x"), "image/webp", "no-store")
             .await
@@ -322,7 +324,14 @@ async fn sweeps_remove_orphans_and_expired_staging_only(backend: Backend) {
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let sweep = |at: i64, delete: bool| {
-        imgsvc_lambda::upload::sweep_orphans(&server.state, at, 3600, delete)
+        imgsvc_lambda::upload::sweep_orphans(
+            server.state.app.blobs.as_ref(),
+            server.state.app.metadata.as_ref(),
+            None,
+            at,
+            3600,
+            delete,
+        )
     };
     // Within the grace period nothing is an orphan yet; a dry run removes nothing.
     assert!(sweep(now, true).await.unwrap().is_empty());
@@ -333,9 +342,13 @@ async fn sweeps_remove_orphans_and_expired_staging_only(backend: Backend) {
     assert_eq!(sweep(now + 7200, true).await.unwrap().len(), 2);
     // The staged original, once its upload expired (15 min + 15 min grace).
     assert_eq!(
-        imgsvc_lambda::api::uploads::sweep_staging(&server.state, now + 7200)
-            .await
-            .unwrap(),
+        imgsvc_lambda::upload::sweep_staging(
+            server.state.app.blobs.as_ref(),
+            i64::try_from(server.state.app.limits.upload_grace.as_secs()).unwrap(),
+            now + 7200
+        )
+        .await
+        .unwrap(),
         1
     );
     let mut left = server.objects().await;

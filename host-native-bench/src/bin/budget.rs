@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         photos.truncate(limit);
     }
     let data = tempfile::tempdir().context("creating a data dir")?;
-    let state = imgsvc_lambda::local::state(data.path(), "http://127.0.0.1:0").await?;
+    let app = imgsvc_lambda::wiring::embedded_app(data.path(), "http://127.0.0.1:0").await?;
 
     let mut results = Vec::new();
     for path in &photos {
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         };
         for _ in 0..args.runs {
             let started = Instant::now();
-            match upload_once(&state, Bytes::from(original.clone())).await {
+            match upload_once(&app, Bytes::from(original.clone())).await {
                 Ok(dimensions) => {
                     result.millis.push(started.elapsed().as_secs_f64() * 1000.0);
                     result.outcome = Ok(dimensions);
@@ -92,13 +92,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// One upload through the service's upload path; the display size, or the refusal's code.
-async fn upload_once(
-    state: &imgsvc_lambda::api::AppState,
-    original: Bytes,
-) -> Result<(u32, u32), String> {
-    let record = upload::create(state, "budget", original, upload::UploadFields::default())
+async fn upload_once(app: &imgsvc_lambda::app::App, original: Bytes) -> Result<(u32, u32), String> {
+    // The refusal's code as the API would answer it.
+    let record = upload::create(app, "budget", original, upload::UploadFields::default())
         .await
-        .map_err(|e| e.code.to_owned())?;
+        .map_err(|e| imgsvc_lambda::api::error::ApiError::from(e).code.to_owned())?;
     Ok((record.width, record.height))
 }
 

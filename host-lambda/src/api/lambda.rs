@@ -6,11 +6,6 @@ use lambda_http::request::RequestContext;
 use crate::auth::{Caller, SERVICE_SCOPE};
 use crate::record::validate_id;
 
-/// True inside a Lambda execution environment (its runtime API is announced there).
-pub fn is_lambda() -> bool {
-    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
-}
-
 /// Serve `app` as a Lambda function until the runtime stops it.
 pub async fn run(app: axum::Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(app).await

@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::auth::keyed_mac;
 use crate::store::ListPosition;
 
 #[derive(Serialize, Deserialize)]
@@ -18,13 +19,6 @@ struct Payload {
     /// The listing: user id and album id it belongs to.
     u: String,
     a: Option<String>,
-}
-
-/// HMAC-SHA256 keyed with `key`, shared by everything the server signs.
-pub(crate) fn keyed_mac(key: &[u8]) -> Hmac<Sha256> {
-    // HMAC accepts keys of any length, so this cannot fail.
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 pub struct CursorCodec {

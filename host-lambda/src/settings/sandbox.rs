@@ -7,7 +7,7 @@ use clap::Args;
 use crate::processor::SandboxConfig;
 
 #[derive(Debug, Clone, Args)]
-pub struct SandboxArgs {
+pub struct SandboxSettings {
     /// Where the core decodes uploads: `native` (in this process, the default) or `wasm`
     /// (its wasm32-wasip1 build in wasmtime, a fresh instance per upload, memory-capped and
     /// deadline-bound).
@@ -36,7 +36,7 @@ pub struct SandboxArgs {
     pub memory_mb: Option<String>,
 }
 
-impl SandboxArgs {
+impl SandboxSettings {
     pub fn config(&self) -> SandboxConfig {
         SandboxConfig {
             mode: self.mode.clone(),
