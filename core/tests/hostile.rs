@@ -405,8 +405,15 @@ fn truncated_avif_is_corrupt() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/formats/linku_fox.profile0.8bpc.yuv420.avif");
     let bytes = std::fs::read(path).unwrap();
-    let step = (bytes.len() / 60).max(1);
-    for cut in (12..bytes.len() - 1).step_by(step) {
+    assert_every_cut_is_corrupt(&bytes, 12, 60);
+}
+
+/// `bytes` cut at about `cuts` points from `first` on (every point when fewer) is
+/// refused as corrupt, never accepted half-read.
+fn assert_every_cut_is_corrupt(bytes: &[u8], first: usize, cuts: usize) {
+    assert!(process(bytes, &Policy::default()).is_ok(), "the whole file");
+    let step = (bytes.len() / cuts).max(1);
+    for cut in (first..bytes.len() - 1).step_by(step) {
         match process(&bytes[..cut], &Policy::default()) {
             Ok(_) => panic!("cut at {cut}/{} was accepted", bytes.len()),
             Err(e) => assert_eq!(e.code(), "corrupt_image", "cut at {cut}: {e}"),
@@ -460,15 +467,7 @@ fn heic_lies_are_refused_before_anything_is_allocated() {
 /// the HEVC tiles' NAL units.
 #[test]
 fn truncated_heic_is_corrupt() {
-    let bytes = imgsvc_testkit::photos::iphone_like_heic();
-    assert!(process(&bytes, &Policy::default()).is_ok());
-    let step = (bytes.len() / 60).max(1);
-    for cut in (12..bytes.len() - 1).step_by(step) {
-        match process(&bytes[..cut], &Policy::default()) {
-            Ok(_) => panic!("cut at {cut}/{} was accepted", bytes.len()),
-            Err(e) => assert_eq!(e.code(), "corrupt_image", "cut at {cut}: {e}"),
-        }
-    }
+    assert_every_cut_is_corrupt(&imgsvc_testkit::photos::iphone_like_heic(), 12, 60);
 }
 
 #[test]
@@ -506,13 +505,7 @@ fn truncated_jpeg_xl_is_corrupt() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/jxl/gradient.jxl");
     let bytes = std::fs::read(path).unwrap();
-    assert!(process(&bytes, &Policy::default()).is_ok());
-    for cut in 2..bytes.len() - 1 {
-        match process(&bytes[..cut], &Policy::default()) {
-            Ok(_) => panic!("cut at {cut}/{} was accepted", bytes.len()),
-            Err(e) => assert_eq!(e.code(), "corrupt_image", "cut at {cut}: {e}"),
-        }
-    }
+    assert_every_cut_is_corrupt(&bytes, 2, bytes.len());
 }
 
 #[test]
