@@ -25,12 +25,9 @@ pub(crate) struct Plane<'a> {
 }
 
 impl Plane<'_> {
-    /// The sample at (x, y), clamped to the plane (so neighbours at the edges repeat). A
-    /// plane shorter than it claims reads as zeros rather than panicking.
-    fn at(&self, x: isize, y: isize) -> u32 {
-        let x = x.clamp(0, self.width as isize - 1) as usize;
-        let y = y.clamp(0, self.height as isize - 1) as usize;
-        let i = y * self.stride + x;
+    /// The sample at index `i` (row × stride + column). A plane shorter than it claims
+    /// reads as zeros rather than panicking (`check_planes` refuses such planes first).
+    fn sample(&self, i: usize) -> u32 {
         match self.samples {
             Samples::Bytes(b) => b.get(i).map_or(0, |&s| u32::from(s)),
             Samples::Le16(b) => b
@@ -38,6 +35,14 @@ impl Plane<'_> {
                 .map_or(0, |s| u32::from(u16::from_le_bytes([s[0], s[1]]))),
             Samples::Words(w) => w.get(i).map_or(0, |&s| u32::from(s)),
         }
+    }
+
+    /// Row `row` (clamped to the plane, so neighbours at the edges repeat), each sample
+    /// normalised by `norm`, into `into`.
+    fn normalised_row(&self, row: isize, norm: impl Fn(u32) -> f32, into: &mut Vec<f32>) {
+        let y = row.clamp(0, self.height as isize - 1) as usize;
+        into.clear();
+        into.extend((0..self.width).map(|x| norm(self.sample(y * self.stride + x))));
     }
 }
 
@@ -159,42 +164,6 @@ fn to_8bit(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
-/// Chroma at a luma position, normalised by `norm` sample by sample, then upsampled
-/// bilinearly with chroma sited at the centre of its luma samples (weights 9:3:3:1; 3:1
-/// across for 4:2:2), as libavif's best-quality conversion and libheif's bilinear one do.
-fn chroma(
-    plane: &Plane<'_>,
-    x: usize,
-    y: usize,
-    (sub_x, sub_y): (bool, bool),
-    norm: impl Fn(u32) -> f32,
-) -> f32 {
-    let (cx, cy) = (
-        (if sub_x { x / 2 } else { x }) as isize,
-        (if sub_y { y / 2 } else { y }) as isize,
-    );
-    let near = |odd: bool| if odd { 1 } else { -1 };
-    let at = |dx: isize, dy: isize| norm(plane.at(cx + dx, cy + dy));
-    match (sub_x, sub_y) {
-        (false, false) => at(0, 0),
-        (true, false) => {
-            let dx = near(x % 2 == 1);
-            at(0, 0) * 0.75 + at(dx, 0) * 0.25
-        }
-        (false, true) => {
-            let dy = near(y % 2 == 1);
-            at(0, 0) * 0.75 + at(0, dy) * 0.25
-        }
-        (true, true) => {
-            let (dx, dy) = (near(x % 2 == 1), near(y % 2 == 1));
-            at(0, 0) * (9.0 / 16.0)
-                + at(dx, 0) * (3.0 / 16.0)
-                + at(0, dy) * (3.0 / 16.0)
-                + at(dx, dy) * (1.0 / 16.0)
-        }
-    }
-}
-
 /// Where a decoded picture goes in the output: its top-left corner, the part of it that is
 /// the image (its `ispe` size: coded pictures may be padded past it), and the output's size
 /// (pixels past the output's edges, in a grid's last row and column, are dropped).
@@ -243,6 +212,11 @@ impl Placement {
 
 /// Convert `frame` to RGB into `out` (3 or 4 channels; alpha is left alone), with the
 /// container's matrix and range when it gave them, the stream's otherwise.
+///
+/// Chroma is upsampled bilinearly with chroma sited at the centre of its luma samples
+/// (weights 9:3:3:1; 3:1 across for 4:2:2), as libavif's best-quality conversion and
+/// libheif's bilinear one do. Each output row normalises the two chroma rows it reads once,
+/// then mixes them per pixel.
 pub(crate) fn write_colour(
     frame: &Frame<'_>,
     container: Option<Matrix>,
@@ -254,28 +228,68 @@ pub(crate) fn write_colour(
         full_range: frame.stream.full_range,
     });
     let conversion = Conversion::new(frame.depth, matrix)?;
-    let sub = match frame.chroma {
+    let (sub_x, sub_y) = match frame.chroma {
         Chroma::Yuv420 => (true, true),
         Chroma::Yuv422 => (true, false),
         Chroma::Yuv444 | Chroma::Monochrome => (false, false),
     };
+    // For the identity (GBR) matrix, U and V carry colours and are normalised as luma.
+    let norm = |s| {
+        if conversion.weights.is_some() {
+            conversion.chroma(s)
+        } else {
+            conversion.luma(s)
+        }
+    };
+    // The nearer neighbour: chroma sited at the centre lies after an odd luma position and
+    // before an even one.
+    let near = |odd: bool| if odd { 1 } else { -1 };
     let [y_plane, u, v] = &frame.planes;
+    let (mut u_near, mut u_far, mut v_near, mut v_far) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (y, row) in at.rows(frame, out)? {
+        let luma_row = y * y_plane.stride;
+        if frame.chroma == Chroma::Monochrome {
+            for (x, pixel) in row.chunks_exact_mut(at.channels).enumerate() {
+                let luma = y_plane.sample(luma_row + x);
+                pixel[..3].copy_from_slice(&conversion.gray(luma));
+            }
+            continue;
+        }
+        let cy = (if sub_y { y / 2 } else { y }) as isize;
+        u.normalised_row(cy, norm, &mut u_near);
+        v.normalised_row(cy, norm, &mut v_near);
+        if sub_y {
+            let dy = near(y % 2 == 1);
+            u.normalised_row(cy + dy, norm, &mut u_far);
+            v.normalised_row(cy + dy, norm, &mut v_far);
+        }
+        let last = u.width.saturating_sub(1);
+        let mix = |near_row: &[f32], far_row: &[f32], cx: usize, cxn: usize| -> f32 {
+            let at = |r: &[f32], i: usize| r.get(i).copied().unwrap_or(0.0);
+            match (sub_x, sub_y) {
+                (false, false) => at(near_row, cx),
+                (true, false) => at(near_row, cx) * 0.75 + at(near_row, cxn) * 0.25,
+                (false, true) => at(near_row, cx) * 0.75 + at(far_row, cx) * 0.25,
+                (true, true) => {
+                    at(near_row, cx) * (9.0 / 16.0)
+                        + at(near_row, cxn) * (3.0 / 16.0)
+                        + at(far_row, cx) * (3.0 / 16.0)
+                        + at(far_row, cxn) * (1.0 / 16.0)
+                }
+            }
+        };
         for (x, pixel) in row.chunks_exact_mut(at.channels).enumerate() {
-            let luma = y_plane.at(x as isize, y as isize);
-            let rgb = if frame.chroma == Chroma::Monochrome {
-                conversion.gray(luma)
+            let luma = y_plane.sample(luma_row + x);
+            let cx = (if sub_x { x / 2 } else { x }).min(last);
+            let cxn = if sub_x {
+                (cx as isize + near(x % 2 == 1)).clamp(0, last as isize) as usize
             } else {
-                let (un, vn) = if conversion.weights.is_some() {
-                    let norm = |s| conversion.chroma(s);
-                    (chroma(u, x, y, sub, norm), chroma(v, x, y, sub, norm))
-                } else {
-                    let norm = |s| conversion.luma(s);
-                    (chroma(u, x, y, sub, norm), chroma(v, x, y, sub, norm))
-                };
-                conversion.rgb(luma, un, vn)
+                cx
             };
-            pixel[..3].copy_from_slice(&rgb);
+            let un = mix(&u_near, &u_far, cx, cxn);
+            let vn = mix(&v_near, &v_far, cx, cxn);
+            pixel[..3].copy_from_slice(&conversion.rgb(luma, un, vn));
         }
     }
     Ok(())
@@ -299,7 +313,7 @@ pub(crate) fn write_alpha(
     for (y, row) in at.rows(frame, out)? {
         for (x, pixel) in row.chunks_exact_mut(at.channels).enumerate() {
             if let Some(alpha) = pixel.get_mut(3) {
-                *alpha = to_8bit(conversion.luma(plane.at(x as isize, y as isize)));
+                *alpha = to_8bit(conversion.luma(plane.sample(y * plane.stride + x)));
             }
         }
     }
