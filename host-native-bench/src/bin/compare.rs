@@ -1,11 +1,14 @@
-//! `compare`: imgsvc beside sharp (the seeds' reference pipeline) on the same photos in
-//! the same run. `host-native-bench/sharp/compare.sh` installs sharp and runs this.
+//! `compare`: imgsvc beside sharp on the same photos in the same run, against two sharp
+//! pipelines: the reference design's (two decodes per upload) and the one an expert writes
+//! (one decode: `rotate().resize(2048, inside).raw()`, display and thumbnail from those
+//! pixels). `host-native-bench/sharp/compare.sh` installs sharp and runs this.
 //!
 //! 1. imgsvc's pipeline per photo, `--runs` times after a warm-up: on one thread
 //!    (`Sequential`) and with the parallel encode (two threads); then this process's peak
 //!    RSS (nothing else big has been allocated yet).
-//! 2. sharp's (`sharp/run.mjs`) in two child processes: `sharp.concurrency(1)` with
-//!    `UV_THREADPOOL_SIZE=1`, and at defaults; each reports its own peak RSS.
+//! 2. sharp's (`sharp/run.mjs`) in four child processes: each pipeline with
+//!    `sharp.concurrency(1)` and `UV_THREADPOOL_SIZE=1`, and at defaults; each reports its
+//!    own peak RSS.
 //! 3. Quality: every output against a reference made without either pipeline's resampler
 //!    or encoder — the source decoded and oriented, resized with `image`'s Lanczos3 to the
 //!    output's size (the thumbnail: the centre square first) — scored with image-compare's
@@ -79,7 +82,13 @@ fn main() -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    for dir in ["imgsvc", "sharp-single", "sharp-default"] {
+    for dir in [
+        "imgsvc",
+        "sharp-single",
+        "sharp-default",
+        "sharp-one-decode-single",
+        "sharp-one-decode-default",
+    ] {
         std::fs::create_dir_all(out.join(dir))?;
     }
 
@@ -101,9 +110,23 @@ fn main() -> anyhow::Result<()> {
 
     // 2. sharp.
     let (sharp_single, sharp_single_summary) =
-        run_sharp(&args, &out.join("sharp-single"), &photos, true)?;
+        run_sharp(&args, &out.join("sharp-single"), &photos, true, false)?;
     let (sharp_default, sharp_default_summary) =
-        run_sharp(&args, &out.join("sharp-default"), &photos, false)?;
+        run_sharp(&args, &out.join("sharp-default"), &photos, false, false)?;
+    let (one_decode_single, one_decode_single_summary) = run_sharp(
+        &args,
+        &out.join("sharp-one-decode-single"),
+        &photos,
+        true,
+        true,
+    )?;
+    let (one_decode_default, _) = run_sharp(
+        &args,
+        &out.join("sharp-one-decode-default"),
+        &photos,
+        false,
+        true,
+    )?;
 
     // 3. Quality, and the table.
     let mut rows = Vec::new();
@@ -117,6 +140,12 @@ fn main() -> anyhow::Result<()> {
         let sharp_d = sharp_default[i]
             .as_ref()
             .map_or(f64::NAN, |r| median(&r.millis));
+        let one_1 = one_decode_single[i]
+            .as_ref()
+            .map_or(f64::NAN, |r| median(&r.millis));
+        let one_d = one_decode_default[i]
+            .as_ref()
+            .map_or(f64::NAN, |r| median(&r.millis));
         rows.push(json!({
             "photo": name_of(photo),
             "bytes": std::fs::metadata(photo)?.len(),
@@ -126,6 +155,10 @@ fn main() -> anyhow::Result<()> {
             "imgsvc_parallel_ms": round2(imgsvc_2),
             "sharp_default_ms": round2(sharp_d),
             "ratio_default": round2(imgsvc_2 / sharp_d),
+            "sharp_one_decode_1thread_ms": round2(one_1),
+            "ratio_one_decode_1thread": round2(imgsvc_1 / one_1),
+            "sharp_one_decode_default_ms": round2(one_d),
+            "ratio_one_decode_default": round2(imgsvc_2 / one_d),
             "imgsvc_display_bytes": ours.display_bytes,
             "sharp_display_bytes": theirs.as_ref().map(|r| r.display_bytes),
             "imgsvc_thumbnail_bytes": ours.thumbnail_bytes,
@@ -153,9 +186,17 @@ fn main() -> anyhow::Result<()> {
         "sharp_default_ms": stats("sharp_default_ms"),
         "ratio_1thread_per_photo": stats("ratio_1thread"),
         "ratio_default_per_photo": stats("ratio_default"),
+        "sharp_one_decode_1thread_ms": stats("sharp_one_decode_1thread_ms"),
+        "sharp_one_decode_default_ms": stats("sharp_one_decode_default_ms"),
+        "ratio_one_decode_1thread_per_photo": stats("ratio_one_decode_1thread"),
+        "ratio_one_decode_default_per_photo": stats("ratio_one_decode_default"),
+        "ratio_one_decode_1thread_worst": column("ratio_one_decode_1thread")
+            .into_iter()
+            .fold(f64::NAN, f64::max),
         "imgsvc_peak_rss_mib": imgsvc_peak_mib.map(round2),
         "sharp_1thread_peak_rss_mib": sharp_single_summary["peak_rss_mib"].as_f64().map(round2),
         "sharp_default_peak_rss_mib": sharp_default_summary["peak_rss_mib"].as_f64().map(round2),
+        "sharp_one_decode_1thread_peak_rss_mib": one_decode_single_summary["peak_rss_mib"].as_f64().map(round2),
         "sharp_versions": sharp_single_summary["versions"],
     });
     print_table(&rows, &summary);
@@ -208,13 +249,15 @@ fn time_imgsvc(
     Ok(run)
 }
 
-/// Run `sharp/run.mjs` over the photos; per photo its run (None if sharp failed), and the
-/// summary line (peak RSS, versions).
+/// Run `sharp/run.mjs` over the photos (`one_decode`: the expert's pipeline, else the
+/// reference design's); per photo its run (None if sharp failed), and the summary line
+/// (peak RSS, versions).
 fn run_sharp(
     args: &Args,
     out: &Path,
     photos: &[PathBuf],
     single: bool,
+    one_decode: bool,
 ) -> anyhow::Result<(Vec<Option<Run>>, Value)> {
     let script = repo_root().join("host-native-bench/sharp/run.mjs");
     let mut command = Command::new(&args.node);
@@ -226,6 +269,9 @@ fn run_sharp(
         .args(photos);
     if single {
         command.arg("--single").env("UV_THREADPOOL_SIZE", "1");
+    }
+    if one_decode {
+        command.arg("--one-decode");
     }
     let output = command
         .output()
@@ -316,10 +362,10 @@ fn round4(value: f64) -> f64 {
 
 fn print_table(rows: &[Value], summary: &Value) {
     println!(
-        "| photo | MB | imgsvc ms (1 thread) | sharp ms (1 thread) | ratio | imgsvc ms (parallel) | sharp ms (default) | ratio | display KB imgsvc / sharp | thumb KB imgsvc / sharp | SSIM display imgsvc / sharp | SSIM thumb imgsvc / sharp |"
+        "| photo | MB | imgsvc ms (1 thread) | sharp ms (1 thread) | ratio | sharp one decode ms (1 thread) | ratio | imgsvc ms (parallel) | sharp ms (default) | ratio | sharp one decode ms (default) | ratio | display KB imgsvc / sharp | thumb KB imgsvc / sharp | SSIM display imgsvc / sharp | SSIM thumb imgsvc / sharp |"
     );
     println!(
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let kb = |v: &Value| {
         v.as_f64()
@@ -328,15 +374,19 @@ fn print_table(rows: &[Value], summary: &Value) {
     let num = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x}"));
     for r in rows {
         println!(
-            "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+            "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |",
             r["photo"].as_str().unwrap_or_default(),
             r["bytes"].as_f64().unwrap_or_default() / 1e6,
             num(&r["imgsvc_1thread_ms"]),
             num(&r["sharp_1thread_ms"]),
             num(&r["ratio_1thread"]),
+            num(&r["sharp_one_decode_1thread_ms"]),
+            num(&r["ratio_one_decode_1thread"]),
             num(&r["imgsvc_parallel_ms"]),
             num(&r["sharp_default_ms"]),
             num(&r["ratio_default"]),
+            num(&r["sharp_one_decode_default_ms"]),
+            num(&r["ratio_one_decode_default"]),
             kb(&r["imgsvc_display_bytes"]),
             kb(&r["sharp_display_bytes"]),
             kb(&r["imgsvc_thumbnail_bytes"]),
