@@ -136,16 +136,13 @@ fn main() -> anyhow::Result<()> {
         let quality = quality(photo, ours, theirs.as_ref())?;
         let imgsvc_1 = median(&single[i].millis);
         let imgsvc_2 = median(&parallel[i].millis);
-        let sharp_1 = theirs.as_ref().map_or(f64::NAN, |r| median(&r.millis));
-        let sharp_d = sharp_default[i]
-            .as_ref()
-            .map_or(f64::NAN, |r| median(&r.millis));
-        let one_1 = one_decode_single[i]
-            .as_ref()
-            .map_or(f64::NAN, |r| median(&r.millis));
-        let one_d = one_decode_default[i]
-            .as_ref()
-            .map_or(f64::NAN, |r| median(&r.millis));
+        // A photo sharp failed on has no time (NaN: left out of the statistics).
+        let sharp_ms =
+            |runs: &[Option<Run>]| runs[i].as_ref().map_or(f64::NAN, |r| median(&r.millis));
+        let sharp_1 = sharp_ms(&sharp_single);
+        let sharp_d = sharp_ms(&sharp_default);
+        let one_1 = sharp_ms(&one_decode_single);
+        let one_d = sharp_ms(&one_decode_default);
         rows.push(json!({
             "photo": name_of(photo),
             "bytes": std::fs::metadata(photo)?.len(),
