@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the npm package into host-wasm/dist/ (docs/browser-package.md):
-#   the core for wasm32-unknown-unknown (+simd128, libwebp's C via clang + wasi-libc,
-#   see .cargo/config.toml) → wasm-bindgen --target web → the JavaScript wrappers, types,
-#   preview page and package.json beside it.
+#   the base module: the core for wasm32-unknown-unknown (+simd128, libwebp's C via clang +
+#   wasi-libc, see .cargo/config.toml) → wasm-bindgen --target web;
+#   the codecs module (AVIF, HEIC, JPEG XL, TIFF, loaded on first use): the sandbox's
+#   wasm32-wasip1 guest, the core with every decoder, stripped of its names;
+#   the JavaScript wrappers, types, preview page and package.json beside them.
 # Needs: the wasm32-unknown-unknown target and wasm-bindgen-cli at Cargo.lock's version
 # (scripts/test-wasm installs both).
 set -euo pipefail
@@ -34,10 +36,15 @@ if grep -q '^import .* from "[^.]' "$out/imgsvc_wasm.js"; then
 fi
 wasm="$out/imgsvc_wasm_bg.wasm"
 
+# The codecs module is the service sandbox's guest, built in release (the sandbox's tests use
+# a debug build; its outputs are the same bytes, host-wasm/test checks them against native).
+cargo build --locked --release -p imgsvc-sandbox-guest --target wasm32-wasip1
+llvm-strip --strip-all -o "$out/imgsvc_codecs.wasm" "$target_dir/wasm32-wasip1/release/imgsvc-sandbox-guest.wasm"
+
 cp "$here"/js/*.js "$here"/js/index.d.ts "$here"/js/package.json "$out/"
 cp "$here"/page/index.html "$here"/page/preview.js "$here"/page/preview.css "$out/"
 cp "$here/README.md" "$out/README.md"
 
-raw=$(stat -c %s "$wasm")
-gz=$(gzip -9 -c "$wasm" | wc -c)
-echo "built $out: imgsvc_wasm_bg.wasm $raw bytes ($gz gzipped)"
+for module in "$wasm" "$out/imgsvc_codecs.wasm"; do
+  echo "built $(basename "$module"): $(stat -c %s "$module") bytes ($(gzip -9 -c "$module" | wc -c) gzipped)"
+done

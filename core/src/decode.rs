@@ -10,7 +10,7 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
 use crate::error::ProcessError;
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 use crate::heif;
 use crate::policy::Policy;
 use crate::sniff::Format;
@@ -55,13 +55,13 @@ pub(crate) enum Decoder<'a> {
     Other(Box<dyn ImageDecoder + 'a>),
     /// A HEIF file's (AVIF, HEIC) primary image, its sizes checked, and the crop to apply
     /// after decoding.
-    #[cfg(modern_codecs)]
+    #[cfg(extra_codecs)]
     Heif {
         image: Box<heif::Image>,
         crop: Option<(u32, u32, u32, u32)>,
     },
     /// A JPEG XL whose size was checked and whose frames are loaded, not yet rendered.
-    #[cfg(modern_codecs)]
+    #[cfg(extra_codecs)]
     Jxl(Box<jxl_oxide::JxlImage>),
 }
 
@@ -85,9 +85,9 @@ pub(crate) fn open<'a>(
 ) -> Result<OpenImage<'a>, ProcessError> {
     let open = match format {
         Format::Jpeg => open_jpeg(bytes, policy)?,
-        #[cfg(modern_codecs)]
+        #[cfg(extra_codecs)]
         Format::Avif | Format::Heic => crate::heif_image::open(bytes, format, policy)?,
-        #[cfg(modern_codecs)]
+        #[cfg(extra_codecs)]
         Format::Jxl => crate::jxl::open(bytes, policy)?,
         _ => open_with_image(bytes, format, policy)?,
     };
@@ -138,6 +138,7 @@ fn open_with_image<'a>(
         (_, Some(png)) => (png.frames, png.cicp),
         (Format::Gif, None) => (count_gif_frames(bytes, policy.max_frames)?, None),
         (Format::Webp, None) => (count_webp_frames(bytes)?, None),
+        #[cfg(extra_codecs)]
         (Format::Tiff, None) => (count_tiff_frames(bytes, policy.max_frames)?, None),
         _ => (1, None),
     };
@@ -244,9 +245,9 @@ impl OpenImage<'_> {
                 }
                 DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(format, cap, e))?
             }
-            #[cfg(modern_codecs)]
+            #[cfg(extra_codecs)]
             Decoder::Jxl(image) => crate::jxl::decode(&image, policy)?,
-            #[cfg(modern_codecs)]
+            #[cfg(extra_codecs)]
             Decoder::Heif { image, crop } => {
                 let decoded = crate::heif_image::decode(self.format, *image, policy)?;
                 let pixels = match crop {
@@ -347,6 +348,7 @@ fn png_header(bytes: &[u8], policy: &Policy) -> Result<PngHeader, ProcessError> 
 
 /// TIFF pages (IFDs), counted up to one past `stop_after`. The tiff crate refuses an IFD
 /// chain that loops back on itself.
+#[cfg(extra_codecs)]
 fn count_tiff_frames(bytes: &[u8], stop_after: u32) -> Result<u32, ProcessError> {
     let mut decoder =
         tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(|e| corrupt(Format::Tiff, e))?;

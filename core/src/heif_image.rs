@@ -5,7 +5,7 @@
 //! applied by the pipeline.
 //!
 //! The codecs build everywhere but `wasm32-unknown-unknown`, the browser package's base
-//! module (`build.rs` sets the `modern_codecs` cfg).
+//! module (`build.rs` sets the `extra_codecs` cfg).
 
 use image::metadata::Orientation;
 use image::{DynamicImage, Rgb, RgbImage, RgbaImage};

@@ -9,26 +9,26 @@
 //! assert!(processed.display.width <= 2048 && processed.thumbnail.width == 400);
 //! ```
 
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 mod av1;
 mod color;
 mod decode;
 mod encode;
 mod error;
 pub mod geometry;
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 mod heif;
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 mod heif_image;
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 mod hevc;
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 mod jxl;
 mod policy;
 mod resize;
 mod sniff;
 pub mod stages;
-#[cfg(modern_codecs)]
+#[cfg(extra_codecs)]
 mod yuv;
 
 use serde::Serialize;

@@ -29,13 +29,14 @@ pub enum Format {
 
 impl Format {
     /// Whether `process` decodes this format (on this target: the browser package's base
-    /// module, `wasm32-unknown-unknown`, has no AVIF, HEIC or JPEG XL decoder).
+    /// module, `wasm32-unknown-unknown`, has no AVIF, HEIC, JPEG XL or TIFF decoder; the
+    /// package loads its codecs module for those).
     pub fn is_supported(self) -> bool {
         Self::SUPPORTED.contains(&self)
     }
 
     /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(modern_codecs)]
+    #[cfg(extra_codecs)]
     pub const SUPPORTED: &[Format] = &[
         Format::Jpeg,
         Format::Png,
@@ -47,14 +48,8 @@ impl Format {
         Format::Tiff,
     ];
     /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(not(modern_codecs))]
-    pub const SUPPORTED: &[Format] = &[
-        Format::Jpeg,
-        Format::Png,
-        Format::Webp,
-        Format::Gif,
-        Format::Tiff,
-    ];
+    #[cfg(not(extra_codecs))]
+    pub const SUPPORTED: &[Format] = &[Format::Jpeg, Format::Png, Format::Webp, Format::Gif];
 
     /// The name people know the format by ("JPEG", "WebP"), for messages.
     pub fn display_name(self) -> &'static str {
@@ -117,6 +112,7 @@ impl Format {
             Format::Png => Some(image::ImageFormat::Png),
             Format::Webp => Some(image::ImageFormat::WebP),
             Format::Gif => Some(image::ImageFormat::Gif),
+            #[cfg(extra_codecs)]
             Format::Tiff => Some(image::ImageFormat::Tiff),
             _ => None,
         }

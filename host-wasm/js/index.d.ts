@@ -14,7 +14,8 @@ export interface Limits {
   maxAllocBytes?: number;
 }
 
-export type Format = 'jpeg' | 'png' | 'webp' | 'gif';
+/** The last four are decoded by the codecs module, loaded on first use. */
+export type Format = 'jpeg' | 'png' | 'webp' | 'gif' | 'avif' | 'heic' | 'jxl' | 'tiff';
 
 export interface SourceFacts {
   format: Format;
@@ -74,11 +75,17 @@ export type ErrorCode =
   | 'corrupt_image'
   | 'encode_failed'
   | 'internal'
-  | 'invalid_options';
+  | 'invalid_options'
+  | 'codecs_unavailable'
+  | 'codecs_not_loaded';
 
 export class ImgsvcError extends Error {
   readonly name: 'ImgsvcError';
-  /** Stable: the core's codes, plus `invalid_options` for bad limits. */
+  /**
+   * Stable: the core's codes, plus `invalid_options` for bad limits, `codecs_unavailable`
+   * when the codecs module could not be fetched or compiled, and `codecs_not_loaded` when a
+   * synchronous call needs it before `loadCodecs()` has resolved.
+   */
   readonly code: ErrorCode;
   /** True when the input was refused; false for our own failures. */
   readonly inputError: boolean;
@@ -88,11 +95,20 @@ export class ImgsvcError extends Error {
 
 /**
  * Load and compile the module. Optional (the functions below call it); pass where the
- * `.wasm` is if your bundler or CDN moved it. A no-op in Node.
+ * `.wasm` is if your bundler or CDN moved it, and `codecs` for where `imgsvc_codecs.wasm`
+ * is. A no-op in Node.
  */
 export function init(
   wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module,
+  options?: { codecs?: string | URL },
 ): Promise<void>;
+
+/**
+ * Fetch and compile the codecs module (AVIF, HEIC, JPEG XL, TIFF) now. Optional: `process`
+ * and `probe` load it on the first photo that needs it; `processSync` and `probeSync` need
+ * it loaded first (except in Node).
+ */
+export function loadCodecs(): Promise<void>;
 
 /** Decode, orient, convert to sRGB, fit, crop and encode, exactly as the server does. */
 export function process(input: Input, options?: Limits): Promise<Processed>;

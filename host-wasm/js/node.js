@@ -1,7 +1,8 @@
-// Node: the module is read from beside this file and compiled synchronously at import.
+// Node: the module is read from beside this file and compiled synchronously at import; the
+// codecs module (AVIF, HEIC, JPEG XL, TIFF) is read and compiled on first use.
 import { readFileSync } from 'node:fs';
 import * as raw from './imgsvc_wasm.js';
-import { makeApi } from './api.js';
+import { ImgsvcError, makeApi } from './api.js';
 
 raw.initSync({ module: readFileSync(new URL('./imgsvc_wasm_bg.wasm', import.meta.url)) });
 
@@ -10,8 +11,20 @@ export function init() {
   return Promise.resolve();
 }
 
-const api = makeApi(raw, init);
-export const { process, probe, processSync, probeSync, _panicForTests } = api;
+let codecsModule = null;
+function loadCodecsSync() {
+  try {
+    codecsModule ??= new WebAssembly.Module(readFileSync(new URL('./imgsvc_codecs.wasm', import.meta.url)));
+  } catch (e) {
+    throw new ImgsvcError('codecs_unavailable', `the codecs module could not be loaded: ${e.message}`, { cause: e });
+  }
+  return codecsModule;
+}
+// Synchronous here, so processSync() needs no loadCodecs() first.
+const codecs = { load: async () => loadCodecsSync(), loaded: loadCodecsSync };
+
+const api = makeApi(raw, init, codecs);
+export const { process, probe, processSync, probeSync, loadCodecs, _panicForTests } = api;
 export { ImgsvcError } from './api.js';
 
 export function createPreviewer() {

@@ -9,7 +9,8 @@ pub mod options;
 
 use std::cell::RefCell;
 
-use imgsvc_core::{Encoded, Policy, ProcessError, Processed};
+use imgsvc_core::{Encoded, Format, Policy, ProcessError, Processed};
+use imgsvc_sandbox_guest::wire;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -71,10 +72,79 @@ pub fn process(bytes: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
     processed_to_js(&processed)
 }
 
+/// The formats this module leaves to the codecs module (`imgsvc_codecs.wasm`, the core built
+/// for `wasm32-wasip1` with every decoder), which the package loads on first use.
+const CODECS_MODULE_FORMATS: [Format; 4] = [Format::Avif, Format::Heic, Format::Jxl, Format::Tiff];
+
+/// Whether `bytes` must go to the codecs module: a format this module has no decoder for and
+/// that one has. Everything else (including what nothing decodes) stays here.
+#[wasm_bindgen(js_name = needsCodecs, skip_typescript)]
+pub fn needs_codecs(bytes: &[u8]) -> bool {
+    let format = imgsvc_core::sniff(bytes);
+    !format.is_supported() && CODECS_MODULE_FORMATS.contains(&format)
+}
+
+/// The codecs module's request (its stdin) for `process(bytes, options)`: the options are
+/// read by the same code as for this module's own `process`.
+#[wasm_bindgen(js_name = codecsRequest, skip_typescript)]
+pub fn codecs_request(bytes: &[u8], options: JsValue) -> Result<Uint8Array, JsValue> {
+    let policy = policy(&options)?;
+    let request = wire::Request {
+        policy,
+        input: bytes,
+    };
+    Ok(Uint8Array::from(request.encode().as_slice()))
+}
+
+/// The codecs module's response (its stdout) as `process` returns it, or its refusal thrown as
+/// `process` throws one.
+#[wasm_bindgen(js_name = codecsResponse, skip_typescript)]
+pub fn codecs_response(response: &[u8]) -> Result<JsValue, JsValue> {
+    match wire::decode_response(response) {
+        Ok(Ok(processed)) => processed_to_js(&processed),
+        Ok(Err(refusal)) => Err(refusal_error(&refusal)),
+        Err(e) => Err(unreadable(&e)),
+    }
+}
+
+/// The codecs module's request for `probe(bytes)`.
+#[wasm_bindgen(js_name = codecsProbeRequest, skip_typescript)]
+pub fn codecs_probe_request(bytes: &[u8]) -> Uint8Array {
+    Uint8Array::from(wire::ProbeRequest { input: bytes }.encode().as_slice())
+}
+
+/// The codecs module's answer to a probe, as `probe` returns it or throws.
+#[wasm_bindgen(js_name = codecsProbeResponse, skip_typescript)]
+pub fn codecs_probe_response(response: &[u8]) -> Result<JsValue, JsValue> {
+    match wire::decode_probe_response(response) {
+        Ok(Ok(probe)) => probe_to_js(&probe),
+        Ok(Err(refusal)) => Err(refusal_error(&refusal)),
+        Err(e) => Err(unreadable(&e)),
+    }
+}
+
+fn refusal_error(refusal: &wire::Refusal) -> JsValue {
+    let js = error(&refusal.code, &refusal.message);
+    // As in `core_error`: setting a property on a fresh Error cannot fail.
+    let _ = Reflect::set(&js, &"inputError".into(), &refusal.input_error.into());
+    js
+}
+
+fn unreadable(e: &wire::WireError) -> JsValue {
+    error(
+        "internal",
+        &format!("the codecs module's answer is unreadable: {e}"),
+    )
+}
+
 /// `imgsvc_core::probe`: format, dimensions, orientation and frames from the headers.
 #[wasm_bindgen(skip_typescript)]
 pub fn probe(bytes: &[u8]) -> Result<JsValue, JsValue> {
     let probe = imgsvc_core::probe(bytes).map_err(|e| core_error(&e))?;
+    probe_to_js(&probe)
+}
+
+fn probe_to_js(probe: &imgsvc_core::Probe) -> Result<JsValue, JsValue> {
     object(&[
         ("format", probe.format.name().into()),
         ("width", probe.width.into()),

@@ -27,6 +27,31 @@ export function reference() {
   return photos;
 }
 
+/**
+ * The native core's outputs for the format fixtures (AVIF, HEIC, JPEG XL, TIFF; made by
+ * scripts/format-fixtures.py), each with its `path`: IMGSVC_NATIVE_FORMATS_REFERENCE when
+ * set (scripts/test-wasm), else made now from $IMGSVC_FORMAT_FIXTURES/manifest.json.
+ */
+export function formatsReference() {
+  let path = process.env.IMGSVC_NATIVE_FORMATS_REFERENCE;
+  if (!path || !existsSync(path)) {
+    const fixtures = process.env.IMGSVC_FORMAT_FIXTURES;
+    if (!fixtures) throw new Error('IMGSVC_FORMAT_FIXTURES is not set (scripts/test sets it)');
+    path ??= join(repoRoot, 'target/wasm-parity/native-formats.json');
+    execFileSync('cargo', ['run', '--quiet', '--locked', '-p', 'imgsvc-wasm', '--example', 'native_reference', '--', join(fixtures, 'manifest.json'), path],
+      { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  const fixtures = JSON.parse(readFileSync(path, 'utf8'));
+  const formats = new Set(fixtures.filter((f) => f.ok).map((f) => f.source.format));
+  for (const format of ['avif', 'heic', 'jxl', 'tiff']) {
+    if (!formats.has(format)) throw new Error(`the native reference ${path} has no ${format} fixture`);
+  }
+  return fixtures;
+}
+
+/** An iPhone-shaped HEIC (grid, irot, Display P3, EXIF orientation 6), kept in the repo. */
+export const iphoneLikeHeic = join(repoRoot, 'testkit/data/iphone-like.heic');
+
 /** Differences between a package result (with digests) and the native reference entry. */
 export function differences(native, wasm) {
   const out = [];

@@ -1,4 +1,5 @@
-// The package in Node: parity with the native core on every corpus photo, and the API.
+// The package in Node: parity with the native core on every corpus photo and every format
+// fixture (the codecs module), and the API.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import * as imgsvc from '../dist/node.js';
-import { corpusDir, differences, hex, reference } from './helpers.mjs';
+import { corpusDir, differences, formatsReference, hex, iphoneLikeHeic, reference } from './helpers.mjs';
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const photo = (name) => readFileSync(join(corpusDir, name));
@@ -39,6 +40,50 @@ test('every corpus photo gives the native core\'s bytes', async () => {
   }
   assert.deepEqual(failures, []);
   assert.ok(accepted >= 20, `only ${accepted} photos accepted`);
+});
+
+test('every AVIF, HEIC, JPEG XL and TIFF fixture gives the native core\'s bytes (codecs module)', async () => {
+  const failures = [];
+  const accepted = new Map();
+  for (const native of formatsReference()) {
+    const bytes = readFileSync(native.path);
+    let wasm;
+    try {
+      wasm = summary(await imgsvc.process(bytes));
+      accepted.set(wasm.source.format, (accepted.get(wasm.source.format) ?? 0) + 1);
+    } catch (e) {
+      if (e.name !== 'ImgsvcError') throw e;
+      wasm = { ok: false, code: e.code, message: e.message };
+    }
+    const diff = differences(native, wasm);
+    if (diff.length > 0) failures.push(`${native.file}: ${diff.join('; ')}`);
+    if (native.ok) {
+      // probe goes to the codecs module too, and agrees with process.
+      const probed = await imgsvc.probe(bytes);
+      const { format, width, height, orientation, frames } = native.source;
+      assert.deepEqual(probed, { format, width, height, orientation, frames }, native.file);
+    }
+  }
+  assert.deepEqual(failures, []);
+  for (const format of ['avif', 'heic', 'jxl', 'tiff']) assert.ok(accepted.get(format) >= 3, `${format}: ${accepted.get(format)}`);
+});
+
+test('the codecs module: sync calls, limits, hostile input, and a fresh instance per call', async () => {
+  const heic = readFileSync(iphoneLikeHeic);
+  const expected = await imgsvc.process(heic);
+  assert.equal(expected.source.format, 'heic');
+  assert.deepEqual([expected.display.width, expected.display.height], [120, 160]);
+  assert.equal(sha256(imgsvc.processSync(heic).display.data), sha256(expected.display.data));
+  assert.equal(imgsvc.probeSync(heic).format, 'heic');
+  // Options reach the codecs module through the same parser.
+  await assert.rejects(imgsvc.process(heic, { maxPixels: 1000 }), { name: 'ImgsvcError', code: 'too_many_pixels', inputError: true });
+  await assert.rejects(imgsvc.process(heic, { maxSide: 'x' }), { code: 'invalid_options' });
+  // A cut file is refused with its code, and the next call is unaffected.
+  await assert.rejects(imgsvc.process(heic.subarray(0, heic.length >> 1)), { code: 'corrupt_image', inputError: true, panic: false });
+  await assert.rejects(imgsvc.probe(heic.subarray(0, 40)), { code: 'corrupt_image' });
+  assert.equal(sha256((await imgsvc.process(heic)).display.data), sha256(expected.display.data));
+  // The base module's formats never touch it: a JPEG is not sent there.
+  assert.equal((await imgsvc.probe(photo('mate_FreshFlower.jpg'))).format, 'jpeg');
 });
 
 test('outputs are WebP files with the documented geometry', async () => {

@@ -1,12 +1,15 @@
-// A static server for the browser tests and benchmarks: the built package at `/`, the corpus
-// at `/corpus/`, and a stand-in for the service's `POST /images` that checks the token and
-// the uploaded bytes. No COOP/COEP headers, on purpose: the package must not need them.
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+// Servers for the browser tests and benchmarks. `startServer`: a static server with the
+// built package at `/`, the corpus at `/corpus/` and the format fixtures at `/fixture/N`.
+// `startImgsvc`: the real service (`imgsvc serve` on embedded storage), which serves the
+// preview page itself. No COOP/COEP headers, on purpose: the package must not need them.
+import { execFileSync, spawn } from 'node:child_process';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
 import { basename, extname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 
-import { corpusDir, distDir } from './helpers.mjs';
+import { corpusDir, distDir, formatsReference, repoRoot } from './helpers.mjs';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -16,17 +19,17 @@ const TYPES = {
   '.json': 'application/json',
 };
 
-export const TEST_TOKEN = 'test-token-for-the-preview-page';
-
-/** Start on a free loopback port. `uploads` records what the fake service received. */
+/** Start on a free loopback port. */
 export async function startServer() {
-  const uploads = [];
+  let fixtures = null; // read on the first /fixture/ request
   const server = createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
-    if (req.method === 'POST' && url.pathname === '/images') return fakeUpload(req, res, uploads);
     let file = null;
     if (url.pathname.startsWith('/corpus/')) file = join(corpusDir, basename(decodeURIComponent(url.pathname)));
-    else file = join(distDir, url.pathname === '/' ? 'index.html' : basename(url.pathname));
+    else if (url.pathname.startsWith('/fixture/')) {
+      fixtures ??= formatsReference();
+      file = fixtures[Number(basename(url.pathname))]?.path ?? '';
+    } else file = join(distDir, url.pathname === '/' ? 'index.html' : basename(url.pathname));
     if (!existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end('not found');
       return;
@@ -36,30 +39,46 @@ export async function startServer() {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${server.address().port}`;
-  return { origin, uploads, close: () => new Promise((resolve) => server.close(resolve)) };
+  return { origin, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
-function fakeUpload(req, res, uploads) {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks);
-    if (req.headers.authorization !== `Bearer ${TEST_TOKEN}`) {
-      res.writeHead(401, { 'Content-Type': 'application/problem+json' });
-      res.end(JSON.stringify({ title: 'Unauthorized', code: 'unauthorized' }));
-      return;
-    }
-    // The `file` part's bytes: between the part's blank line and the next boundary.
-    const boundary = `--${/boundary=(.+)$/.exec(req.headers['content-type'] ?? '')?.[1]}`;
-    const parts = body.toString('latin1').split(boundary);
-    const part = parts.find((p) => /name="file"/.test(p)) ?? '';
-    const content = Buffer.from(part.slice(part.indexOf('\r\n\r\n') + 4, -2), 'latin1');
-    uploads.push({ sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length });
-    res.writeHead(201, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ id: 'fake-upload-1' }));
+/** The service binary: IMGSVC_BIN, else the debug build in the cargo target dir. */
+export function imgsvcBinary() {
+  const bin = process.env.IMGSVC_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'debug/imgsvc');
+  if (!existsSync(bin)) throw new Error(`${bin} not found: build it (cargo build --workspace --bin imgsvc) or set IMGSVC_BIN`);
+  return bin;
+}
+
+/**
+ * `imgsvc serve` on a free loopback port with a fresh data directory, serving this package
+ * (dist/) as its preview page; `token` is a token it accepts (`imgsvc token`).
+ */
+export async function startImgsvc() {
+  const bin = imgsvcBinary();
+  const data = mkdtempSync(join(tmpdir(), 'imgsvc-browser-'));
+  // None of the service's settings from this environment (stores, secrets, sandbox…).
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(IMGSVC|AWS)_/.test(k)));
+  const child = spawn(bin, ['serve', '--bind', '127.0.0.1:0', '--data-dir', data, '--preview-dir', distDir], {
+    env, stdio: ['ignore', 'pipe', 'inherit'],
   });
-}
-
-export function sha256File(path) {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const first = await new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`imgsvc serve exited (${code}) before listening`)));
+    setTimeout(() => reject(new Error('imgsvc serve did not say where it listens within 30 s')), 30_000).unref();
+  });
+  const origin = /^listening on (http:\/\/\S+)$/.exec(first)?.[1];
+  if (!origin) throw new Error(`unexpected first line from imgsvc serve: ${first}`);
+  const token = execFileSync(bin, ['token', '--user', 'preview-tester', '--data-dir', data], { env, timeout: 30_000 })
+    .toString().trim();
+  return {
+    origin,
+    token,
+    async close() {
+      child.kill();
+      await exited;
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
 }

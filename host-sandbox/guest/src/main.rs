@@ -14,8 +14,8 @@ fn main() -> ExitCode {
         eprintln!("imgsvc-sandbox-guest: reading stdin: {error}");
         return ExitCode::from(2);
     }
-    let response = match wire::Request::decode(&request) {
-        Ok(request) => wire::handle(&request),
+    let response = match wire::answer(&request) {
+        Ok(response) => response,
         Err(error) => {
             eprintln!("imgsvc-sandbox-guest: {error}");
             return ExitCode::from(2);

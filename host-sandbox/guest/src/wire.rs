@@ -1,14 +1,17 @@
 //! Length-prefixed little-endian framing between the sandbox host and the guest.
 //!
-//! Request: `IMGSVCQ1`, the five policy limits as `u64`, then the input bytes to the end.
-//! Response: `IMGSVCR1`, then `0` and the `Processed` fields, or `1` and a refusal's code and
-//! message. Strings and byte strings are a `u32` length and the bytes. Nothing may follow.
+//! Request: `IMGSVCQ1`, the five policy limits as `u64`, then the input bytes to the end; or
+//! `IMGSVCP1` and the input bytes (a probe: format, sizes, orientation and frames).
+//! Response: `IMGSVCR2`, then `0` and the `Processed` fields, or `1` and a refusal's code,
+//! message and whether the input was at fault. A probe's answer has the `Probe` fields
+//! after its `0`. Strings and byte strings are a `u32` length and the bytes. Nothing may follow.
 
-use imgsvc_core::{Encoded, Format, Policy, ProcessError, Processed, SourceFacts};
+use imgsvc_core::{Encoded, Format, Policy, Probe, ProcessError, Processed, SourceFacts};
 use serde::Deserialize;
 
 const REQUEST_MAGIC: &[u8; 8] = b"IMGSVCQ1";
-const RESPONSE_MAGIC: &[u8; 8] = b"IMGSVCR1";
+const PROBE_MAGIC: &[u8; 8] = b"IMGSVCP1";
+const RESPONSE_MAGIC: &[u8; 8] = b"IMGSVCR2";
 const OK: u8 = 0;
 const REFUSED: u8 = 1;
 
@@ -37,6 +40,8 @@ pub struct Request<'a> {
 pub struct Refusal {
     pub code: String,
     pub message: String,
+    /// The input was refused (`ProcessError::is_input_error`); false for the core's own failures.
+    pub input_error: bool,
 }
 
 impl From<&ProcessError> for Refusal {
@@ -44,6 +49,7 @@ impl From<&ProcessError> for Refusal {
         Refusal {
             code: error.code().to_owned(),
             message: error.to_string(),
+            input_error: error.is_input_error(),
         }
     }
 }
@@ -89,8 +95,75 @@ impl Request<'_> {
     }
 }
 
-/// The guest's whole job: run the core under the request's policy, never looser than the
-/// default, and encode the outcome.
+/// A probe of `input`: `imgsvc_core::probe`, which reads headers only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRequest<'a> {
+    pub input: &'a [u8],
+}
+
+impl ProbeRequest<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PROBE_MAGIC.len() + self.input.len());
+        out.extend_from_slice(PROBE_MAGIC);
+        out.extend_from_slice(self.input);
+        out
+    }
+}
+
+/// The guest's whole job: read either request from `bytes`, do it, and encode the answer.
+pub fn answer(bytes: &[u8]) -> Result<Vec<u8>, WireError> {
+    if let Some(input) = bytes.strip_prefix(PROBE_MAGIC) {
+        return Ok(encode_probe_response(&imgsvc_core::probe(input)));
+    }
+    Ok(handle(&Request::decode(bytes)?))
+}
+
+pub fn encode_probe_response(outcome: &Result<Probe, ProcessError>) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    w.0.extend_from_slice(RESPONSE_MAGIC);
+    match outcome {
+        Ok(p) => {
+            w.0.push(OK);
+            w.str(p.format.name());
+            w.u32(p.width);
+            w.u32(p.height);
+            w.0.push(p.orientation);
+            w.u32(p.frames);
+        }
+        Err(error) => w.refusal(&Refusal::from(error)),
+    }
+    w.0
+}
+
+pub fn decode_probe_response(bytes: &[u8]) -> Result<Result<Probe, Refusal>, WireError> {
+    let mut r = Reader::new(bytes);
+    if r.take(8, "magic")? != RESPONSE_MAGIC {
+        return Err(WireError::Magic("response"));
+    }
+    let outcome = match r.u8("status")? {
+        OK => Ok(Probe {
+            format: format_named(&r.string("format")?)?,
+            width: r.u32("width")?,
+            height: r.u32("height")?,
+            orientation: r.u8("orientation")?,
+            frames: r.u32("frames")?,
+        }),
+        REFUSED => Err(r.refusal()?),
+        other => {
+            return Err(WireError::Invalid {
+                field: "status",
+                reason: other.to_string(),
+            });
+        }
+    };
+    match r.rest().len() {
+        0 => Ok(outcome),
+        n => Err(WireError::Trailing(n)),
+    }
+}
+
+/// Run the core under the request's policy, never looser than the default, and encode the
+/// outcome.
 pub fn handle(request: &Request<'_>) -> Vec<u8> {
     let policy = Policy::default().tightened_by(request.policy);
     encode_response(&imgsvc_core::process(request.input, &policy))
@@ -116,12 +189,7 @@ pub fn encode_response(outcome: &Result<Processed, ProcessError>) -> Vec<u8> {
             w.encoded(&p.thumbnail);
             w.bytes(&p.thumbhash);
         }
-        Err(error) => {
-            w.0.push(REFUSED);
-            let refusal = Refusal::from(error);
-            w.str(&refusal.code);
-            w.str(&refusal.message);
-        }
+        Err(error) => w.refusal(&Refusal::from(error)),
     }
     w.0
 }
@@ -156,10 +224,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<Result<Processed, Refusal>, WireE
                 thumbhash,
             })
         }
-        REFUSED => Err(Refusal {
-            code: r.string("code")?,
-            message: r.string("message")?,
-        }),
+        REFUSED => Err(r.refusal()?),
         other => {
             return Err(WireError::Invalid {
                 field: "status",
@@ -204,6 +269,12 @@ impl Writer {
     }
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
+    }
+    fn refusal(&mut self, refusal: &Refusal) {
+        self.0.push(REFUSED);
+        self.str(&refusal.code);
+        self.str(&refusal.message);
+        self.0.push(u8::from(refusal.input_error));
     }
     fn encoded(&mut self, e: &Encoded) {
         self.u32(e.width);
@@ -255,6 +326,13 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
         let len = self.u32(what)? as usize;
         self.take(len, what)
+    }
+    fn refusal(&mut self) -> Result<Refusal, WireError> {
+        Ok(Refusal {
+            code: self.string("code")?,
+            message: self.string("message")?,
+            input_error: self.bool("input_error")?,
+        })
     }
     fn string(&mut self, what: &'static str) -> Result<String, WireError> {
         String::from_utf8(self.bytes(what)?.to_vec()).map_err(|e| WireError::Invalid {
@@ -312,6 +390,33 @@ mod tests {
         let refusal = outcome.unwrap_err();
         assert_eq!(refusal.code, "unsupported_format");
         assert!(refusal.message.contains("html"), "{}", refusal.message);
+    }
+
+    #[test]
+    fn probes_round_trip_and_refusals_say_whose_fault() {
+        use imgsvc_testkit::forge;
+        let jpeg = forge::jpeg_rgb(&forge::gradient(5, 3));
+        let answered = answer(&ProbeRequest { input: &jpeg }.encode()).unwrap();
+        let probe = decode_probe_response(&answered).unwrap().unwrap();
+        assert_eq!(
+            (probe.format, probe.width, probe.height, probe.frames),
+            (Format::Jpeg, 5, 3, 1)
+        );
+        let refused = answer_for_probe(b"not an image");
+        assert_eq!(refused.code, "unsupported_format");
+        assert!(refused.input_error);
+        let internal = decode_response(&encode_response(&Err(ProcessError::Internal {
+            stage: "test",
+            reason: "x".into(),
+        })))
+        .unwrap()
+        .unwrap_err();
+        assert!(!internal.input_error);
+    }
+
+    fn answer_for_probe(input: &[u8]) -> Refusal {
+        let bytes = answer(&ProbeRequest { input }.encode()).unwrap();
+        decode_probe_response(&bytes).unwrap().unwrap_err()
     }
 
     #[test]
