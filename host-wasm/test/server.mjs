@@ -59,13 +59,16 @@ export async function startImgsvc() {
   // None of the service's settings from this environment (stores, secrets, sandbox…).
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(IMGSVC|AWS)_/.test(k)));
   const child = spawn(bin, ['serve', '--bind', '127.0.0.1:0', '--data-dir', data, '--preview-dir', distDir], {
-    env, stdio: ['ignore', 'pipe', 'inherit'],
+    env, stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Its log, kept to explain a failed start rather than printed into the test report.
+  let log = '';
+  child.stderr.on('data', (chunk) => { log = (log + chunk).slice(-16_384); });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const first = await new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`imgsvc serve exited (${code}) before listening`)));
+    child.once('exit', (code) => reject(new Error(`imgsvc serve exited (${code}) before listening:\n${log}`)));
     setTimeout(() => reject(new Error('imgsvc serve did not say where it listens within 30 s')), 30_000).unref();
   });
   const origin = /^listening on (http:\/\/\S+)$/.exec(first)?.[1];
