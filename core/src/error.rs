@@ -70,8 +70,10 @@ impl ProcessError {
     }
 }
 
+/// What every host accepts (not only this build): the browser package's base module hands
+/// AVIF, HEIC, JPEG XL and TIFF to its codecs module, so its refusals name them too.
 fn supported_list() -> String {
-    Format::SUPPORTED
+    Format::ACCEPTED
         .iter()
         .map(|f| f.display_name())
         .collect::<Vec<_>>()

@@ -35,9 +35,10 @@ impl Format {
         Self::SUPPORTED.contains(&self)
     }
 
-    /// Every format `process` decodes on this target, in the order messages list them.
-    #[cfg(extra_codecs)]
-    pub const SUPPORTED: &[Format] = &[
+    /// Every format imgsvc accepts, on every host: the service, the sandbox and the browser
+    /// package (whose base module leaves the last four to its codecs module). Refusals list
+    /// these, so a browser and the server say the same thing.
+    pub const ACCEPTED: &[Format] = &[
         Format::Jpeg,
         Format::Png,
         Format::Webp,
@@ -47,6 +48,10 @@ impl Format {
         Format::Jxl,
         Format::Tiff,
     ];
+
+    /// Every format `process` decodes on this target, in the order messages list them.
+    #[cfg(extra_codecs)]
+    pub const SUPPORTED: &[Format] = Self::ACCEPTED;
     /// Every format `process` decodes on this target, in the order messages list them.
     #[cfg(not(extra_codecs))]
     pub const SUPPORTED: &[Format] = &[Format::Jpeg, Format::Png, Format::Webp, Format::Gif];
@@ -254,6 +259,19 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+    }
+
+    #[test]
+    fn every_accepted_format_is_decoded_here_and_refusals_list_them_all() {
+        assert_eq!(Format::SUPPORTED, Format::ACCEPTED);
+        let message = crate::ProcessError::UnsupportedFormat {
+            detected: Format::Bmp,
+        }
+        .to_string();
+        assert!(
+            message.ends_with("(supported: JPEG, PNG, WebP, GIF, AVIF, HEIC, JPEG XL, TIFF)"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -143,6 +143,13 @@ test('refusals are ImgsvcErrors with the core\'s stable codes', async () => {
     });
   }
   await assert.rejects(imgsvc.probe(new Uint8Array([0x25, 0x50, 0x44, 0x46, 0x2d])), { code: 'unsupported_format' });
+  // A refusal names everything the package takes (as the server's does), not only the base
+  // module's own formats.
+  await assert.rejects(imgsvc.process(new Uint8Array([0x42, 0x4d, 0x36, 0, 0, 0, 0, 0])), (e) => {
+    assert.equal(e.code, 'unsupported_format');
+    assert.match(e.message, /\(supported: JPEG, PNG, WebP, GIF, AVIF, HEIC, JPEG XL, TIFF\)$/);
+    return true;
+  });
 });
 
 test('options only tighten the limits', async () => {
