@@ -199,15 +199,8 @@ fn webp_lossless_lossy_and_alpha_decode() {
         Rgba([200, 30, 30, if x < 100 { 0 } else { 255 }])
     });
     let lossless = encode(&DynamicImage::ImageRgba8(rgba.clone()), ImageFormat::WebP);
-    let lossy_alpha = webp::Encoder::from_rgba(rgba.as_raw(), 200, 100)
-        .encode_simple(false, 90.0)
-        .unwrap()
-        .to_vec();
-    let opaque = gradient(200, 100);
-    let lossy = webp::Encoder::from_rgb(opaque.as_raw(), 200, 100)
-        .encode_simple(false, 90.0)
-        .unwrap()
-        .to_vec();
+    let lossy_alpha = webp_lossy(&DynamicImage::ImageRgba8(rgba), 90.0);
+    let lossy = webp_lossy(&DynamicImage::ImageRgb8(gradient(200, 100)), 90.0);
     for (label, bytes, alpha) in [
         ("lossless+alpha", lossless, true),
         ("lossy+alpha", lossy_alpha, true),

@@ -47,9 +47,17 @@ pub fn start() {
 /// memory's *current* size, which would include pages Rust had already grown and filled:
 /// heap corruption. So the very first allocation in the module is a C one: encoding a 1×1
 /// image, before Rust allocates anything. From then on both only grow fresh pages.
+#[allow(unsafe_code)] // libwebp's simple API: one C call and its free, nothing else.
 fn claim_c_heap_first() {
     // No Rust allocation on this path: a borrowed pixel, C-owned output freed by C.
-    let _ = webp::Encoder::from_rgb(&[0, 0, 0], 1, 1).encode_simple(false, 1.0);
+    let pixel = [0u8; 3];
+    let mut output: *mut u8 = std::ptr::null_mut();
+    // SAFETY: `pixel` is one row of one RGB pixel (stride 3), alive for the call; libwebp
+    // allocates the output with C's malloc (the point of this call) and gives its pointer.
+    unsafe { libwebp_sys::WebPEncodeRGB(pixel.as_ptr(), 1, 1, 3, 1.0, &mut output) };
+    // SAFETY: `output` is null or what libwebp allocated above, freed once by libwebp's own
+    // free (WebPFree(NULL) does nothing).
+    unsafe { libwebp_sys::WebPFree(output.cast()) };
 }
 
 /// The message of the panic that caused the last trap, if any (taken once).

@@ -111,6 +111,43 @@ pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Lossy WebP (VP8, with an ALPH chunk for RGBA) through libwebp's simple API, which the
+/// `image` crate cannot write. Not the core's encoder: fixtures stay independent of it.
+#[allow(unsafe_code)] // libwebp is C; the one call and its free are checked below.
+pub fn webp_lossy(image: &DynamicImage, quality: f32) -> Vec<u8> {
+    let (width, height) = (image.width() as i32, image.height() as i32);
+    let mut output: *mut u8 = std::ptr::null_mut();
+    // SAFETY: the pixel buffer is `height` packed rows of `width` × channels bytes (the
+    // stride given), alive for the call; libwebp writes a pointer to memory it allocates.
+    let size = unsafe {
+        match image {
+            DynamicImage::ImageRgb8(rgb) => libwebp_sys::WebPEncodeRGB(
+                rgb.as_raw().as_ptr(),
+                width,
+                height,
+                width * 3,
+                quality,
+                &mut output,
+            ),
+            DynamicImage::ImageRgba8(rgba) => libwebp_sys::WebPEncodeRGBA(
+                rgba.as_raw().as_ptr(),
+                width,
+                height,
+                width * 4,
+                quality,
+                &mut output,
+            ),
+            other => panic!("webp_lossy takes RGB8 or RGBA8, not {:?}", other.color()),
+        }
+    };
+    assert!(size > 0 && !output.is_null(), "libwebp failed to encode");
+    // SAFETY: on success libwebp's output holds `size` initialised bytes, copied here and
+    // then freed with libwebp's own free, once.
+    let bytes = unsafe { std::slice::from_raw_parts(output, size) }.to_vec();
+    unsafe { libwebp_sys::WebPFree(output.cast()) };
+    bytes
+}
+
 /// An animated GIF whose frame `i` is a solid colour `(i, 255 - i, 0)` (mod 256); frame 0
 /// is pure green.
 pub fn animated_gif(frames: u32, width: u32, height: u32) -> Vec<u8> {

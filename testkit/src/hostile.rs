@@ -11,6 +11,7 @@ use image::{DynamicImage, ImageFormat, Rgb, Rgba};
 
 use crate::forge::{
     JpegOptions, crc32, encode, gradient, jpeg, jpeg_claiming_sides, png_chunk, png_with,
+    webp_lossy,
 };
 pub use crate::forge::{animated_gif, gif_of_empty_frames};
 
@@ -179,10 +180,7 @@ fn card_webp_lossless() -> Vec<u8> {
 
 /// Lossy (VP8) through libwebp.
 fn card_webp_lossy() -> Vec<u8> {
-    let card = gradient(96, 64);
-    webp::Encoder::from_rgb(card.as_raw(), 96, 64)
-        .encode(80.0)
-        .to_vec()
+    webp_lossy(&DynamicImage::ImageRgb8(gradient(96, 64)), 80.0)
 }
 
 // --- truncation at every segment boundary ------------------------------------------------

@@ -17,6 +17,7 @@
 //!
 //! Prints the table (photo, imgsvc ms, sharp ms, ratio, sizes, SSIM) and the summary
 //! (median and P95 of per-photo medians, ratios, peak RSS); `--json` writes it all.
+//! `--imgsvc-only` skips step 2, for a before/after of an imgsvc change.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +53,10 @@ struct Args {
     /// The node binary.
     #[arg(long, default_value = "node")]
     node: String,
+    /// Skip sharp: imgsvc's times, sizes and SSIM only (a before/after of an imgsvc change,
+    /// where sharp's side would be the same both times).
+    #[arg(long)]
+    imgsvc_only: bool,
 }
 
 /// One pipeline's result for one photo.
@@ -108,25 +113,19 @@ fn main() -> anyhow::Result<()> {
     }
     let imgsvc_peak_mib = peak_rss_mib();
 
-    // 2. sharp.
-    let (sharp_single, sharp_single_summary) =
-        run_sharp(&args, &out.join("sharp-single"), &photos, true, false)?;
-    let (sharp_default, sharp_default_summary) =
-        run_sharp(&args, &out.join("sharp-default"), &photos, false, false)?;
-    let (one_decode_single, one_decode_single_summary) = run_sharp(
-        &args,
-        &out.join("sharp-one-decode-single"),
-        &photos,
-        true,
-        true,
-    )?;
-    let (one_decode_default, _) = run_sharp(
-        &args,
-        &out.join("sharp-one-decode-default"),
-        &photos,
-        false,
-        true,
-    )?;
+    // 2. sharp (with --imgsvc-only, no runs: every sharp column is left empty).
+    let sharp = |dir: &str, single: bool, one_decode: bool| {
+        if args.imgsvc_only {
+            Ok((vec![None; photos.len()], Value::Null))
+        } else {
+            run_sharp(&args, &out.join(dir), &photos, single, one_decode)
+        }
+    };
+    let (sharp_single, sharp_single_summary) = sharp("sharp-single", true, false)?;
+    let (sharp_default, sharp_default_summary) = sharp("sharp-default", false, false)?;
+    let (one_decode_single, one_decode_single_summary) =
+        sharp("sharp-one-decode-single", true, true)?;
+    let (one_decode_default, _) = sharp("sharp-one-decode-default", false, true)?;
 
     // 3. Quality, and the table.
     let mut rows = Vec::new();
