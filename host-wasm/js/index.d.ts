@@ -100,7 +100,11 @@ export class ImgsvcError extends Error {
  */
 export function init(
   wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module,
-  options?: { codecs?: string | URL },
+  options?: {
+    codecs?: string | URL;
+    /** How long downloading the codecs module may take (default 60 000 ms). */
+    codecsTimeoutMs?: number;
+  },
 ): Promise<void>;
 
 /**

@@ -80,16 +80,14 @@ pub fn process(bytes: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
     processed_to_js(&processed)
 }
 
-/// The formats this module leaves to the codecs module (`imgsvc_codecs.wasm`, the core built
-/// for `wasm32-wasip1` with every decoder), which the package loads on first use.
-const CODECS_MODULE_FORMATS: [Format; 4] = [Format::Avif, Format::Heic, Format::Jxl, Format::Tiff];
-
-/// Whether `bytes` must go to the codecs module: a format this module has no decoder for and
-/// that one has. Everything else (including what nothing decodes) stays here.
+/// Whether `bytes` must go to the codecs module (`imgsvc_codecs.wasm`, the core built for
+/// `wasm32-wasip1` with every decoder, which the package loads on first use): a format imgsvc
+/// accepts that this module has no decoder for. Everything else, including what nothing
+/// decodes, stays here.
 #[wasm_bindgen(js_name = needsCodecs, skip_typescript)]
 pub fn needs_codecs(bytes: &[u8]) -> bool {
     let format = imgsvc_core::sniff(bytes);
-    !format.is_supported() && CODECS_MODULE_FORMATS.contains(&format)
+    !format.is_supported() && Format::ACCEPTED.contains(&format)
 }
 
 /// The codecs module's request (its stdin) for `process(bytes, options)`: the options are
@@ -108,11 +106,7 @@ pub fn codecs_request(bytes: &[u8], options: JsValue) -> Result<Uint8Array, JsVa
 /// `process` throws one.
 #[wasm_bindgen(js_name = codecsResponse, skip_typescript)]
 pub fn codecs_response(response: &[u8]) -> Result<JsValue, JsValue> {
-    match wire::decode_response(response) {
-        Ok(Ok(processed)) => processed_to_js(&processed),
-        Ok(Err(refusal)) => Err(refusal_error(&refusal)),
-        Err(e) => Err(unreadable(&e)),
-    }
+    codecs_answer(wire::decode_response(response), processed_to_js)
 }
 
 /// The codecs module's request for `probe(bytes)`.
@@ -124,25 +118,27 @@ pub fn codecs_probe_request(bytes: &[u8]) -> Uint8Array {
 /// The codecs module's answer to a probe, as `probe` returns it or throws.
 #[wasm_bindgen(js_name = codecsProbeResponse, skip_typescript)]
 pub fn codecs_probe_response(response: &[u8]) -> Result<JsValue, JsValue> {
-    match wire::decode_probe_response(response) {
-        Ok(Ok(probe)) => probe_to_js(&probe),
-        Ok(Err(refusal)) => Err(refusal_error(&refusal)),
-        Err(e) => Err(unreadable(&e)),
+    codecs_answer(wire::decode_probe_response(response), probe_to_js)
+}
+
+/// A decoded answer of the codecs module as this module's own call would give it: the value,
+/// its refusal as the same `ImgsvcError`, or `internal` if the answer can't be read.
+fn codecs_answer<T>(
+    decoded: Result<Result<T, wire::Refusal>, wire::WireError>,
+    to_js: fn(&T) -> Result<JsValue, JsValue>,
+) -> Result<JsValue, JsValue> {
+    match decoded {
+        Ok(Ok(value)) => to_js(&value),
+        Ok(Err(refusal)) => Err(refused(
+            &refusal.code,
+            &refusal.message,
+            refusal.input_error,
+        )),
+        Err(e) => Err(error(
+            "internal",
+            &format!("the codecs module's answer is unreadable: {e}"),
+        )),
     }
-}
-
-fn refusal_error(refusal: &wire::Refusal) -> JsValue {
-    let js = error(&refusal.code, &refusal.message);
-    // As in `core_error`: setting a property on a fresh Error cannot fail.
-    let _ = Reflect::set(&js, &"inputError".into(), &refusal.input_error.into());
-    js
-}
-
-fn unreadable(e: &wire::WireError) -> JsValue {
-    error(
-        "internal",
-        &format!("the codecs module's answer is unreadable: {e}"),
-    )
 }
 
 /// `imgsvc_core::probe`: format, dimensions, orientation and frames from the headers.
@@ -242,10 +238,15 @@ fn object(fields: &[(&str, JsValue)]) -> Result<JsValue, JsValue> {
 }
 
 fn core_error(e: &ProcessError) -> JsValue {
-    let js = error(e.code(), &e.to_string());
-    // `inputError`: the input was refused (false: our own failure). Setting a property on a
-    // fresh Error cannot fail, so a failure here is ignored rather than replacing the error.
-    let _ = Reflect::set(&js, &"inputError".into(), &e.is_input_error().into());
+    refused(e.code(), &e.to_string(), e.is_input_error())
+}
+
+/// An `ImgsvcError` for a refusal: `inputError` says whether the input was at fault (false:
+/// our own failure). Setting a property on a fresh Error cannot fail, so a failure here is
+/// ignored rather than replacing the error.
+fn refused(code: &str, message: &str, input_error: bool) -> JsValue {
+    let js = error(code, message);
+    let _ = Reflect::set(&js, &"inputError".into(), &input_error.into());
     js
 }
 

@@ -69,10 +69,11 @@ async function previewAndUpload(page, file, token) {
 // What the service stored: its record, and the SHA-256 of the stored display image.
 async function stored(id) {
   const headers = { Authorization: `Bearer ${imgsvc.token}` };
-  const response = await fetch(`${imgsvc.origin}/images/${id}`, { headers });
+  const response = await fetch(`${imgsvc.origin}/images/${id}`, { headers, signal: AbortSignal.timeout(30_000) });
   assert.equal(response.status, 200);
   const record = await response.json();
-  const display = Buffer.from(await (await fetch(record.imageUrl)).arrayBuffer());
+  const file = await fetch(record.imageUrl, { signal: AbortSignal.timeout(30_000) });
+  const display = Buffer.from(await file.arrayBuffer());
   return { record, displaySha256: createHash('sha256').update(display).digest('hex') };
 }
 
@@ -124,6 +125,16 @@ test('the preview page, served by imgsvc, previews a JPEG and an iPhone HEIC exa
 });
 
 test('every AVIF, HEIC, JPEG XL and TIFF fixture gives the native core\'s bytes in Chromium (Web Worker)', async () => {
+  await assertPreviewerMatchesNative(formatsReference(), (_, index) => `/fixture/${index}`);
+});
+
+test('every corpus photo gives the native core\'s bytes in Chromium (Web Worker)', async () => {
+  await assertPreviewerMatchesNative(reference(), (native) => `/corpus/${encodeURIComponent(native.file)}`);
+});
+
+// Each of `natives` (native reference entries), fetched from `urlOf(entry, index)` on the
+// static server and processed by a Web Worker previewer, must equal the native outputs.
+async function assertPreviewerMatchesNative(natives, urlOf) {
   const { page, errors } = await newPage();
   await page.goto(`${server.origin}/`);
   await page.waitForSelector('body[data-ready="true"]');
@@ -132,16 +143,15 @@ test('every AVIF, HEIC, JPEG XL and TIFF fixture gives the native core\'s bytes 
     globalThis.previewer = createPreviewer();
   });
   const failures = [];
-  const fixtures = formatsReference();
-  for (const [index, native] of fixtures.entries()) {
-    const wasm = await page.evaluate(processInPage, `/fixture/${index}`);
+  for (const [index, native] of natives.entries()) {
+    const wasm = await page.evaluate(processInPage, urlOf(native, index));
     const diff = differences(native, wasm);
     if (diff.length > 0) failures.push(`${native.file}: ${diff.join('; ')}`);
   }
   assert.deepEqual(failures, []);
   assert.deepEqual(errors, []);
   await page.close();
-});
+}
 
 // Runs in the page: fetch `url`, process it in the previewer, and summarise as the native
 // reference does (digests instead of bytes).
@@ -157,25 +167,6 @@ async function processInPage(url) {
     return { ok: false, code: e.code, message: e.message };
   }
 }
-
-test('every corpus photo gives the native core\'s bytes in Chromium (Web Worker)', async () => {
-  const { page, errors } = await newPage();
-  await page.goto(`${server.origin}/`);
-  await page.waitForSelector('body[data-ready="true"]');
-  await page.evaluate(async () => {
-    const { createPreviewer } = await import('/index.js');
-    globalThis.previewer = createPreviewer();
-  });
-  const failures = [];
-  for (const native of reference()) {
-    const wasm = await page.evaluate(processInPage, `/corpus/${encodeURIComponent(native.file)}`);
-    const diff = differences(native, wasm);
-    if (diff.length > 0) failures.push(`${native.file}: ${diff.join('; ')}`);
-  }
-  assert.deepEqual(failures, []);
-  assert.deepEqual(errors, []);
-  await page.close();
-});
 
 test('a panic in Chromium is a readable error', async () => {
   const { page } = await newPage();

@@ -10,43 +10,50 @@ export const distDir = join(packageDir, 'dist');
 export const corpusDir = resolve(process.env.IMGSVC_CORPUS ?? join(repoRoot, '../shared/corpus'));
 export const artifactsDir = join(packageDir, 'artifacts');
 
+const loaded = new Map();
+
 /**
- * The native core's outputs for every corpus photo (examples/native_reference.rs), from
- * IMGSVC_NATIVE_REFERENCE when set (scripts/test-wasm makes it once for all test files),
- * else made now.
+ * The native core's outputs (examples/native_reference.rs) for `input` (a directory, or the
+ * fixtures' manifest.json): from the file `$envName` names when it exists (scripts/test-wasm
+ * makes them once for all test files), else made now into target/wasm-parity/`name`. Read
+ * once per process.
  */
-export function reference() {
-  let path = process.env.IMGSVC_NATIVE_REFERENCE;
-  if (!path || !existsSync(path)) {
-    path ??= join(repoRoot, 'target/wasm-parity/native.json');
-    execFileSync('cargo', ['run', '--quiet', '--locked', '-p', 'imgsvc-wasm', '--example', 'native_reference', '--', corpusDir, path],
-      { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+function nativeReference(envName, input, name) {
+  if (!loaded.has(envName)) {
+    let path = process.env[envName];
+    if (!path || !existsSync(path)) {
+      path ??= join(repoRoot, 'target/wasm-parity', name);
+      execFileSync('cargo', ['run', '--quiet', '--locked', '-p', 'imgsvc-wasm', '--example', 'native_reference', '--', input(), path],
+        { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+    }
+    loaded.set(envName, { path, entries: JSON.parse(readFileSync(path, 'utf8')) });
   }
-  const photos = JSON.parse(readFileSync(path, 'utf8'));
-  if (photos.length < 20) throw new Error(`the native reference ${path} lists only ${photos.length} photos`);
-  return photos;
+  return loaded.get(envName);
+}
+
+/** The native core's outputs for every corpus photo. */
+export function reference() {
+  const { path, entries } = nativeReference('IMGSVC_NATIVE_REFERENCE', () => corpusDir, 'native.json');
+  if (entries.length < 20) throw new Error(`the native reference ${path} lists only ${entries.length} photos`);
+  return entries;
 }
 
 /**
  * The native core's outputs for the format fixtures (AVIF, HEIC, JPEG XL, TIFF; made by
- * scripts/format-fixtures.py), each with its `path`: IMGSVC_NATIVE_FORMATS_REFERENCE when
- * set (scripts/test-wasm), else made now from $IMGSVC_FORMAT_FIXTURES/manifest.json.
+ * scripts/format-fixtures.py into $IMGSVC_FORMAT_FIXTURES), each with its `path`.
  */
 export function formatsReference() {
-  let path = process.env.IMGSVC_NATIVE_FORMATS_REFERENCE;
-  if (!path || !existsSync(path)) {
+  const manifest = () => {
     const fixtures = process.env.IMGSVC_FORMAT_FIXTURES;
     if (!fixtures) throw new Error('IMGSVC_FORMAT_FIXTURES is not set (scripts/test sets it)');
-    path ??= join(repoRoot, 'target/wasm-parity/native-formats.json');
-    execFileSync('cargo', ['run', '--quiet', '--locked', '-p', 'imgsvc-wasm', '--example', 'native_reference', '--', join(fixtures, 'manifest.json'), path],
-      { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
-  }
-  const fixtures = JSON.parse(readFileSync(path, 'utf8'));
-  const formats = new Set(fixtures.filter((f) => f.ok).map((f) => f.source.format));
+    return join(fixtures, 'manifest.json');
+  };
+  const { path, entries } = nativeReference('IMGSVC_NATIVE_FORMATS_REFERENCE', manifest, 'native-formats.json');
+  const formats = new Set(entries.filter((f) => f.ok).map((f) => f.source.format));
   for (const format of ['avif', 'heic', 'jxl', 'tiff']) {
     if (!formats.has(format)) throw new Error(`the native reference ${path} has no ${format} fixture`);
   }
-  return fixtures;
+  return entries;
 }
 
 /** An iPhone-shaped HEIC (grid, irot, Display P3, EXIF orientation 6), kept in the repo. */

@@ -21,15 +21,12 @@ const TYPES = {
 
 /** Start on a free loopback port. */
 export async function startServer() {
-  let fixtures = null; // read on the first /fixture/ request
   const server = createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
     let file = null;
     if (url.pathname.startsWith('/corpus/')) file = join(corpusDir, basename(decodeURIComponent(url.pathname)));
-    else if (url.pathname.startsWith('/fixture/')) {
-      fixtures ??= formatsReference();
-      file = fixtures[Number(basename(url.pathname))]?.path ?? '';
-    } else file = join(distDir, url.pathname === '/' ? 'index.html' : basename(url.pathname));
+    else if (url.pathname.startsWith('/fixture/')) file = formatsReference()[Number(basename(url.pathname))]?.path ?? '';
+    else file = join(distDir, url.pathname === '/' ? 'index.html' : basename(url.pathname));
     if (!existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404).end('not found');
       return;

@@ -115,30 +115,25 @@ pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
 /// `image` crate cannot write. Not the core's encoder: fixtures stay independent of it.
 #[allow(unsafe_code)] // libwebp is C; the one call and its free are checked below.
 pub fn webp_lossy(image: &DynamicImage, quality: f32) -> Vec<u8> {
+    type Encode = unsafe extern "C" fn(*const u8, i32, i32, i32, f32, *mut *mut u8) -> usize;
+    let (encode, pixels, channels): (Encode, &[u8], i32) = match image {
+        DynamicImage::ImageRgb8(rgb) => (libwebp_sys::WebPEncodeRGB, rgb.as_raw(), 3),
+        DynamicImage::ImageRgba8(rgba) => (libwebp_sys::WebPEncodeRGBA, rgba.as_raw(), 4),
+        other => panic!("webp_lossy takes RGB8 or RGBA8, not {:?}", other.color()),
+    };
     let (width, height) = (image.width() as i32, image.height() as i32);
     let mut output: *mut u8 = std::ptr::null_mut();
     // SAFETY: the pixel buffer is `height` packed rows of `width` × channels bytes (the
     // stride given), alive for the call; libwebp writes a pointer to memory it allocates.
     let size = unsafe {
-        match image {
-            DynamicImage::ImageRgb8(rgb) => libwebp_sys::WebPEncodeRGB(
-                rgb.as_raw().as_ptr(),
-                width,
-                height,
-                width * 3,
-                quality,
-                &mut output,
-            ),
-            DynamicImage::ImageRgba8(rgba) => libwebp_sys::WebPEncodeRGBA(
-                rgba.as_raw().as_ptr(),
-                width,
-                height,
-                width * 4,
-                quality,
-                &mut output,
-            ),
-            other => panic!("webp_lossy takes RGB8 or RGBA8, not {:?}", other.color()),
-        }
+        encode(
+            pixels.as_ptr(),
+            width,
+            height,
+            width * channels,
+            quality,
+            &mut output,
+        )
     };
     assert!(size > 0 && !output.is_null(), "libwebp failed to encode");
     // SAFETY: on success libwebp's output holds `size` initialised bytes, copied here and

@@ -119,47 +119,25 @@ pub fn answer(bytes: &[u8]) -> Result<Vec<u8>, WireError> {
 }
 
 pub fn encode_probe_response(outcome: &Result<Probe, ProcessError>) -> Vec<u8> {
-    let mut w = Writer(Vec::new());
-    w.0.extend_from_slice(RESPONSE_MAGIC);
-    match outcome {
-        Ok(p) => {
-            w.0.push(OK);
-            w.str(p.format.name());
-            w.u32(p.width);
-            w.u32(p.height);
-            w.0.push(p.orientation);
-            w.u32(p.frames);
-        }
-        Err(error) => w.refusal(&Refusal::from(error)),
-    }
-    w.0
+    encode_outcome(outcome, |w, p| {
+        w.str(p.format.name());
+        w.u32(p.width);
+        w.u32(p.height);
+        w.0.push(p.orientation);
+        w.u32(p.frames);
+    })
 }
 
 pub fn decode_probe_response(bytes: &[u8]) -> Result<Result<Probe, Refusal>, WireError> {
-    let mut r = Reader::new(bytes);
-    if r.take(8, "magic")? != RESPONSE_MAGIC {
-        return Err(WireError::Magic("response"));
-    }
-    let outcome = match r.u8("status")? {
-        OK => Ok(Probe {
+    decode_outcome(bytes, |r| {
+        Ok(Probe {
             format: format_named(&r.string("format")?)?,
             width: r.u32("width")?,
             height: r.u32("height")?,
             orientation: r.u8("orientation")?,
             frames: r.u32("frames")?,
-        }),
-        REFUSED => Err(r.refusal()?),
-        other => {
-            return Err(WireError::Invalid {
-                field: "status",
-                reason: other.to_string(),
-            });
-        }
-    };
-    match r.rest().len() {
-        0 => Ok(outcome),
-        n => Err(WireError::Trailing(n)),
-    }
+        })
+    })
 }
 
 /// Run the core under the request's policy, never looser than the default, and encode the
@@ -170,60 +148,76 @@ pub fn handle(request: &Request<'_>) -> Vec<u8> {
 }
 
 pub fn encode_response(outcome: &Result<Processed, ProcessError>) -> Vec<u8> {
+    encode_outcome(outcome, |w, p| {
+        let s = &p.source;
+        w.str(s.format.name());
+        w.u64(s.bytes);
+        for v in [s.width, s.height, s.oriented_width, s.oriented_height] {
+            w.u32(v);
+        }
+        w.0.push(s.orientation);
+        w.u32(s.frames);
+        w.0.push(u8::from(s.has_alpha));
+        w.0.push(u8::from(s.converted_to_srgb));
+        w.encoded(&p.display);
+        w.encoded(&p.thumbnail);
+        w.bytes(&p.thumbhash);
+    })
+}
+
+pub fn decode_response(bytes: &[u8]) -> Result<Result<Processed, Refusal>, WireError> {
+    decode_outcome(bytes, |r| {
+        let source = SourceFacts {
+            format: format_named(&r.string("format")?)?,
+            bytes: r.u64("bytes")?,
+            width: r.u32("width")?,
+            height: r.u32("height")?,
+            oriented_width: r.u32("oriented_width")?,
+            oriented_height: r.u32("oriented_height")?,
+            orientation: r.u8("orientation")?,
+            frames: r.u32("frames")?,
+            has_alpha: r.bool("has_alpha")?,
+            converted_to_srgb: r.bool("converted_to_srgb")?,
+        };
+        Ok(Processed {
+            source,
+            display: r.encoded("display")?,
+            thumbnail: r.encoded("thumbnail")?,
+            thumbhash: r.bytes("thumbhash")?.to_vec(),
+        })
+    })
+}
+
+/// Every answer's envelope: the magic, then `OK` and what `write_ok` writes, or `REFUSED` and
+/// the refusal.
+fn encode_outcome<T>(
+    outcome: &Result<T, ProcessError>,
+    write_ok: impl FnOnce(&mut Writer, &T),
+) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     w.0.extend_from_slice(RESPONSE_MAGIC);
     match outcome {
-        Ok(p) => {
-            let s = &p.source;
+        Ok(value) => {
             w.0.push(OK);
-            w.str(s.format.name());
-            w.u64(s.bytes);
-            for v in [s.width, s.height, s.oriented_width, s.oriented_height] {
-                w.u32(v);
-            }
-            w.0.push(s.orientation);
-            w.u32(s.frames);
-            w.0.push(u8::from(s.has_alpha));
-            w.0.push(u8::from(s.converted_to_srgb));
-            w.encoded(&p.display);
-            w.encoded(&p.thumbnail);
-            w.bytes(&p.thumbhash);
+            write_ok(&mut w, value);
         }
         Err(error) => w.refusal(&Refusal::from(error)),
     }
     w.0
 }
 
-pub fn decode_response(bytes: &[u8]) -> Result<Result<Processed, Refusal>, WireError> {
+/// The envelope `encode_outcome` writes, with `read_ok` for what follows `OK`; nothing may
+/// trail it.
+fn decode_outcome<'a, T>(
+    bytes: &'a [u8],
+    read_ok: impl FnOnce(&mut Reader<'a>) -> Result<T, WireError>,
+) -> Result<Result<T, Refusal>, WireError> {
     let mut r = Reader::new(bytes);
     if r.take(8, "magic")? != RESPONSE_MAGIC {
         return Err(WireError::Magic("response"));
     }
     let outcome = match r.u8("status")? {
-        OK => {
-            let format = format_named(&r.string("format")?)?;
-            let source = SourceFacts {
-                format,
-                bytes: r.u64("bytes")?,
-                width: r.u32("width")?,
-                height: r.u32("height")?,
-                oriented_width: r.u32("oriented_width")?,
-                oriented_height: r.u32("oriented_height")?,
-                orientation: r.u8("orientation")?,
-                frames: r.u32("frames")?,
-                has_alpha: r.bool("has_alpha")?,
-                converted_to_srgb: r.bool("converted_to_srgb")?,
-            };
-            let display = r.encoded("display")?;
-            let thumbnail = r.encoded("thumbnail")?;
-            let thumbhash = r.bytes("thumbhash")?.to_vec();
-            Ok(Processed {
-                source,
-                display,
-                thumbnail,
-                thumbhash,
-            })
-        }
+        OK => Ok(read_ok(&mut r)?),
         REFUSED => Err(r.refusal()?),
         other => {
             return Err(WireError::Invalid {
