@@ -53,6 +53,8 @@ pub(crate) enum Decoder<'a> {
     /// the headers are parsed once instead of once per metadata query.
     Jpeg(Box<zune_jpeg::JpegDecoder<ZCursor<&'a [u8]>>>),
     Other(Box<dyn ImageDecoder + 'a>),
+    /// A still WebP, decoded by libwebp (`webp.rs`); image-webp has read its headers.
+    WebpStill(&'a [u8]),
     /// A HEIF file's (AVIF, HEIC) primary image, its sizes checked, and the crop to apply
     /// after decoding.
     #[cfg(extra_codecs)]
@@ -134,10 +136,15 @@ fn open_with_image<'a>(
     // A broken or lying EXIF block is not a reason to refuse a photo: unknown means upright.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc_profile = decoder.icc_profile().ok().flatten();
+    let mut still_webp = false;
     let (frames, cicp) = match (format, png) {
         (_, Some(png)) => (png.frames, png.cicp),
         (Format::Gif, None) => (count_gif_frames(bytes, policy.max_frames)?, None),
-        (Format::Webp, None) => (count_webp_frames(bytes)?, None),
+        (Format::Webp, None) => {
+            let (frames, animated) = webp_frames(bytes)?;
+            still_webp = !animated;
+            (frames, None)
+        }
         #[cfg(extra_codecs)]
         (Format::Tiff, None) => (count_tiff_frames(bytes, policy.max_frames)?, None),
         _ => (1, None),
@@ -152,7 +159,11 @@ fn open_with_image<'a>(
             frames,
         },
         format,
-        decoder: Decoder::Other(Box::new(decoder)),
+        decoder: if still_webp {
+            Decoder::WebpStill(bytes)
+        } else {
+            Decoder::Other(Box::new(decoder))
+        },
     })
 }
 
@@ -231,6 +242,7 @@ impl OpenImage<'_> {
                     .map(DynamicImage::ImageRgb8)
                     .ok_or_else(|| jpeg_error("decoded buffer does not match the header"))?
             }
+            Decoder::WebpStill(bytes) => crate::webp::decode_still(bytes, width, height, cap)?,
             Decoder::Other(mut decoder) => {
                 let format = self.format;
                 let mut limits = Limits::default();
@@ -305,13 +317,14 @@ pub(crate) fn check_dimensions(
     Ok(())
 }
 
-fn count_webp_frames(bytes: &[u8]) -> Result<u32, ProcessError> {
+/// A WebP's frame count, and whether it is an animation (which may have a single frame).
+fn webp_frames(bytes: &[u8]) -> Result<(u32, bool), ProcessError> {
     let decoder =
         image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| corrupt(Format::Webp, e))?;
     Ok(if decoder.is_animated() {
-        decoder.num_frames()
+        (decoder.num_frames(), true)
     } else {
-        1
+        (1, false)
     })
 }
 

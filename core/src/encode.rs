@@ -1,11 +1,12 @@
 //! Lossy WebP through libwebp (the 1.6.0 that libwebp-sys vendors and builds). Only pixels go
 //! in, so no metadata can reach the output.
 //!
-//! This module is the crate's only `unsafe`: a thin safe wrapper around libwebp's advanced
-//! encoding API (config, picture, memory writer). Each libwebp object is owned by a Rust
+//! With `webp.rs` (the decoder), the crate's only `unsafe`: a thin safe wrapper around
+//! libwebp's advanced encoding API (config, picture, memory writer). Each libwebp object is owned by a Rust
 //! value whose `Drop` frees it, so every early return releases what was allocated.
 
-// libwebp is C: calling it is unsafe. Confined to this module; every block says why it holds.
+// libwebp is C: calling it is unsafe. Confined to this module and `webp.rs`; every block
+// says why it holds.
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;

@@ -28,6 +28,7 @@ mod policy;
 mod resize;
 mod sniff;
 pub mod stages;
+mod webp;
 #[cfg(extra_codecs)]
 mod yuv;
 
