@@ -146,9 +146,10 @@ impl Picture {
         if initialised == 0 {
             return Err(failed("libwebp refused its own picture (ABI mismatch)"));
         }
-        // Import as ARGB and let WebPEncode convert it to YUV 4:2:0, as the `webp` crate did:
-        // the change of binding is then not also a change of conversion path.
-        picture.use_argb = 1;
+        // Import straight to YUV 4:2:0 (sharp/libvips does the same): the same conversion
+        // WebPEncode would run on an ARGB copy, without the copy (4 bytes a pixel) or its
+        // pass over the image (docs/measurements/2026-12-04-webp-decode.md).
+        picture.use_argb = 0;
         picture.width = width;
         picture.height = height;
         // From here `picture` may own libwebp memory: wrap it first so every path frees it.
