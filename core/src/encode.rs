@@ -2,8 +2,9 @@
 //! in, so no metadata can reach the output.
 //!
 //! With `webp.rs` (the decoder), the crate's only `unsafe`: a thin safe wrapper around
-//! libwebp's advanced encoding API (config, picture, memory writer). Each libwebp object is owned by a Rust
-//! value whose `Drop` frees it, so every early return releases what was allocated.
+//! libwebp's advanced encoding API (config, picture, memory writer). Each libwebp object is
+//! owned by a Rust value whose `Drop` frees it, so every early return releases what was
+//! allocated.
 
 // libwebp is C: calling it is unsafe. Confined to this module and `webp.rs`; every block
 // says why it holds.
