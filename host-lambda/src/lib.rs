@@ -4,8 +4,9 @@
 //! Dependencies point one way (ARCHITECTURE.md; `scripts/check-boundaries` checks it):
 //! `cli` → `wiring`, `settings` → `api` → the use cases (`upload`, `app`, `migrate`) →
 //! ports and adapters (`store`, `processor`, `pipeline`, `auth`, `cursor`, `record`,
-//! `telemetry`).
+//! `telemetry`, `allocator`).
 
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -45,8 +45,13 @@ struct PhotoResult {
     millis: Vec<f64>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // As the service does, before any thread exists (the runtime's included).
+    imgsvc_lambda::allocator::limit_malloc_arenas();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let corpus = args.corpus.clone().unwrap_or_else(corpus_dir);
