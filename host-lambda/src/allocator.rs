@@ -1,87 +1,188 @@
-//! The C allocator, set up for image work: one malloc arena (glibc only).
+//! The C allocator, set up for image work (glibc only): one malloc arena, and image-sized
+//! buffers kept in it.
 //!
 //! glibc's malloc gives threads arenas of their own (up to eight per core) and keeps what an
 //! arena frees for that arena's later allocations. An upload's buffers are tens of MiB and
 //! are made on whichever thread runs it (tokio's blocking pool, the parallel encode's second
 //! thread), so with glibc's defaults every arena ends up holding freed images of its own.
 //! One upload at a time over the photo corpus, `budget` peaked at 434–462 MiB with the
-//! defaults and at 179–180 MiB with one arena (docs/measurements/2026-12-04-malloc-arenas.md). The
-//! pipeline makes few, large allocations, so sharing one arena costs no measurable time.
+//! defaults and at 179–181 MiB with these settings
+//! (docs/measurements/2026-12-04-malloc-arenas.md).
 //!
-//! An operator's own `MALLOC_ARENA_MAX` (or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`)
-//! wins: then glibc reads it and nothing is changed here (docs/configuration.md).
+//! - [`MALLOC_ARENAS`]: one arena. The pipeline makes few, large allocations, so threads
+//!   sharing it do not wait on each other measurably.
+//! - [`MMAP_THRESHOLD_BYTES`]: buffers under 32 MiB (glibc's own ceiling for this
+//!   threshold) come from the arena from the first upload on, not from fresh mappings the
+//!   kernel must zero page by page on every upload.
+//! - [`TRIM_THRESHOLD_BYTES`]: up to 256 MiB of freed arena is kept for the next upload
+//!   rather than handed back and faulted in again.
+//!
+//! With one arena alone, `compare` (uploads on its main thread) read 204 MiB; with all three,
+//! 163–170 MiB, at the same or better times.
+//!
+//! An operator's own setting for any of the three wins, in glibc's environment variables
+//! (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`) or in
+//! `GLIBC_TUNABLES` (`glibc.malloc.arena_max`, `…mmap_threshold`, `…trim_threshold`): then
+//! glibc reads it and that one is left alone here (docs/configuration.md).
 
 use std::ffi::OsStr;
 
-/// The arena count the service uses when the environment names none.
+/// Malloc arenas for the whole process.
 pub const MALLOC_ARENAS: i32 = 1;
+/// Allocations at or above this size get a mapping of their own (glibc: `M_MMAP_THRESHOLD`).
+pub const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// Free memory at the top of the arena beyond this is returned (glibc: `M_TRIM_THRESHOLD`).
+pub const TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
 
-/// The arena count to set, given the environment's `MALLOC_ARENA_MAX` and `GLIBC_TUNABLES`:
-/// none when either already tells glibc how many.
-pub fn arenas_to_set(
-    malloc_arena_max: Option<&OsStr>,
-    glibc_tunables: Option<&OsStr>,
-) -> Option<i32> {
-    let tunables_name_it = glibc_tunables.is_some_and(|tunables| {
-        tunables
-            .to_string_lossy()
-            .contains("glibc.malloc.arena_max")
-    });
-    if malloc_arena_max.is_some() || tunables_name_it {
-        None
-    } else {
-        Some(MALLOC_ARENAS)
+/// One malloc parameter this module sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MallocSetting {
+    ArenaMax,
+    MmapThreshold,
+    TrimThreshold,
+}
+
+impl MallocSetting {
+    pub const ALL: [MallocSetting; 3] = [
+        MallocSetting::ArenaMax,
+        MallocSetting::MmapThreshold,
+        MallocSetting::TrimThreshold,
+    ];
+
+    /// The value the service uses.
+    pub fn value(self) -> i32 {
+        match self {
+            MallocSetting::ArenaMax => MALLOC_ARENAS,
+            MallocSetting::MmapThreshold => MMAP_THRESHOLD_BYTES,
+            MallocSetting::TrimThreshold => TRIM_THRESHOLD_BYTES,
+        }
+    }
+
+    /// glibc's environment variable for it.
+    pub fn variable(self) -> &'static str {
+        match self {
+            MallocSetting::ArenaMax => "MALLOC_ARENA_MAX",
+            MallocSetting::MmapThreshold => "MALLOC_MMAP_THRESHOLD_",
+            MallocSetting::TrimThreshold => "MALLOC_TRIM_THRESHOLD_",
+        }
+    }
+
+    /// Its name in `GLIBC_TUNABLES`.
+    pub fn tunable(self) -> &'static str {
+        match self {
+            MallocSetting::ArenaMax => "glibc.malloc.arena_max",
+            MallocSetting::MmapThreshold => "glibc.malloc.mmap_threshold",
+            MallocSetting::TrimThreshold => "glibc.malloc.trim_threshold",
+        }
     }
 }
 
-/// Limit malloc to [`MALLOC_ARENAS`] unless the environment says otherwise. Call first thing
-/// in `main`, before any thread exists (arenas made before stay). Returns the count set, if
-/// one was.
-pub fn limit_malloc_arenas() -> Option<i32> {
-    let arenas = arenas_to_set(
-        std::env::var_os("MALLOC_ARENA_MAX").as_deref(),
-        std::env::var_os("GLIBC_TUNABLES").as_deref(),
-    )?;
-    set_arena_max(arenas).then_some(arenas)
+/// The settings to apply, given the environment (`lookup` reads one variable): each one whose
+/// glibc variable or tunable the environment does not already set.
+pub fn settings_to_apply(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<MallocSetting> {
+    let tunables = lookup("GLIBC_TUNABLES");
+    let tunables = tunables.as_deref().map(OsStr::to_string_lossy);
+    MallocSetting::ALL
+        .into_iter()
+        .filter(|setting| lookup(setting.variable()).is_none())
+        .filter(|setting| {
+            !tunables
+                .as_deref()
+                .is_some_and(|tunables| tunables.contains(setting.tunable()))
+        })
+        .collect()
+}
+
+/// Apply the settings the environment leaves to us. Call first thing in `main`, before any
+/// thread exists (arenas made before stay). Returns the settings glibc took.
+pub fn configure_malloc() -> Vec<MallocSetting> {
+    settings_to_apply(|name| std::env::var_os(name))
+        .into_iter()
+        .filter(|&setting| set(setting))
+        .collect()
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)] // one libc call that sets a malloc parameter; nothing is passed by pointer.
-fn set_arena_max(arenas: i32) -> bool {
-    // SAFETY: mallopt takes two integers and only changes malloc's settings; M_ARENA_MAX
-    // accepts any positive count. It returns 1 on success.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
+fn set(setting: MallocSetting) -> bool {
+    let parameter = match setting {
+        MallocSetting::ArenaMax => libc::M_ARENA_MAX,
+        MallocSetting::MmapThreshold => libc::M_MMAP_THRESHOLD,
+        MallocSetting::TrimThreshold => libc::M_TRIM_THRESHOLD,
+    };
+    // SAFETY: mallopt takes two integers and only changes malloc's settings; every value
+    // here is within what glibc accepts for its parameter. It returns 1 on success.
+    unsafe { libc::mallopt(parameter, setting.value()) == 1 }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_arena_max(_arenas: i32) -> bool {
+fn set(_setting: MallocSetting) -> bool {
     false
 }
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
 
+    fn environment(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| OsString::from(value))
+        }
+    }
+
     #[test]
-    fn one_arena_unless_the_environment_names_a_count() {
-        assert_eq!(arenas_to_set(None, None), Some(1));
+    fn every_setting_unless_the_environment_names_it() {
         assert_eq!(
-            arenas_to_set(None, Some(OsStr::new("glibc.malloc.tcache_count=0"))),
-            Some(1)
+            settings_to_apply(environment(&[])),
+            MallocSetting::ALL.to_vec()
         );
-        assert_eq!(arenas_to_set(Some(OsStr::new("4")), None), None);
         assert_eq!(
-            arenas_to_set(
-                None,
-                Some(OsStr::new("glibc.malloc.check=0:glibc.malloc.arena_max=8"))
-            ),
-            None
+            settings_to_apply(environment(&[(
+                "GLIBC_TUNABLES",
+                "glibc.malloc.tcache_count=0"
+            )])),
+            MallocSetting::ALL.to_vec()
         );
+        assert_eq!(
+            settings_to_apply(environment(&[("MALLOC_ARENA_MAX", "4")])),
+            vec![MallocSetting::MmapThreshold, MallocSetting::TrimThreshold]
+        );
+        assert_eq!(
+            settings_to_apply(environment(&[
+                ("MALLOC_TRIM_THRESHOLD_", "0"),
+                (
+                    "GLIBC_TUNABLES",
+                    "glibc.malloc.check=0:glibc.malloc.mmap_threshold=65536"
+                ),
+            ])),
+            vec![MallocSetting::ArenaMax]
+        );
+    }
+
+    #[test]
+    fn values_are_within_glibcs_bounds() {
+        assert_eq!(MallocSetting::ArenaMax.value(), 1);
+        // glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit).
+        assert_eq!(MallocSetting::MmapThreshold.value(), 32 * 1024 * 1024);
+        assert!(MallocSetting::TrimThreshold.value() > MallocSetting::MmapThreshold.value());
     }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
-    fn glibc_takes_the_setting() {
-        assert!(set_arena_max(MALLOC_ARENAS));
+    fn glibc_takes_every_setting() {
+        for setting in MallocSetting::ALL {
+            assert!(set(setting), "{setting:?}");
+        }
     }
 }

@@ -47,7 +47,7 @@ struct PhotoResult {
 
 fn main() -> anyhow::Result<()> {
     // As the service does, before any thread exists (the runtime's included).
-    imgsvc_lambda::allocator::limit_malloc_arenas();
+    imgsvc_lambda::allocator::configure_malloc();
     tokio::runtime::Runtime::new()?.block_on(run())
 }
 

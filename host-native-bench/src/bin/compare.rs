@@ -71,7 +71,7 @@ struct Run {
 
 fn main() -> anyhow::Result<()> {
     // As the service does: its pipeline, measured with its allocator settings.
-    imgsvc_lambda::allocator::limit_malloc_arenas();
+    imgsvc_lambda::allocator::configure_malloc();
     let args = Args::parse();
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let policy = Policy::default();
