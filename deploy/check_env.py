@@ -45,6 +45,9 @@ UNSET = {
     "IMGSVC_JWKS_SERVICE_SCOPE": "off (the default): the identity provider's tokens and the "
     "authorizer's claims never make a service caller; nothing in the deployment acts for "
     "other users over HTTP (the migration commands use the stores directly)",
+    "GLIBC_TUNABLES": "glibc's own; unset, `imgsvc` makes its malloc settings itself at start "
+    "(host-lambda/src/allocator.rs: one arena, 32 MiB mmap and 256 MiB trim thresholds); set "
+    "it, or MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, only to override",
     "IMGSVC_FLAGS_FILE": "a function's files are read-only; the flags are environment variables there "
     "(runbooks flip them with deploy/set-flags.sh)",
     "IMGSVC_PREVIEW_DIR": "the browser preview page (host-wasm/dist) is not in the Lambda zip",
