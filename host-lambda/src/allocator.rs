@@ -6,7 +6,7 @@
 //! are made on whichever thread runs it (tokio's blocking pool, the parallel encode's second
 //! thread), so with glibc's defaults every arena ends up holding freed images of its own.
 //! One upload at a time over the photo corpus, `budget` peaked at 434–462 MiB with the
-//! defaults and at 179–181 MiB with these settings
+//! defaults and at 181–183 MiB with these settings
 //! (docs/measurements/2026-12-04-malloc-arenas.md).
 //!
 //! - [`MALLOC_ARENAS`]: one arena. The pipeline makes few, large allocations, so threads
