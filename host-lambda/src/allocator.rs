@@ -25,7 +25,7 @@
 //! `GLIBC_TUNABLES` (`glibc.malloc.arena_max`, `…mmap_threshold`, `…trim_threshold`): then
 //! glibc reads it and that one is left alone here (docs/configuration.md).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 
 /// Malloc arenas for the whole process.
 pub const MALLOC_ARENAS: i32 = 1;
@@ -36,21 +36,21 @@ pub const TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
 
 /// One malloc parameter this module sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MallocSetting {
+enum MallocSetting {
     ArenaMax,
     MmapThreshold,
     TrimThreshold,
 }
 
 impl MallocSetting {
-    pub const ALL: [MallocSetting; 3] = [
+    const ALL: [MallocSetting; 3] = [
         MallocSetting::ArenaMax,
         MallocSetting::MmapThreshold,
         MallocSetting::TrimThreshold,
     ];
 
     /// The value the service uses.
-    pub fn value(self) -> i32 {
+    fn value(self) -> i32 {
         match self {
             MallocSetting::ArenaMax => MALLOC_ARENAS,
             MallocSetting::MmapThreshold => MMAP_THRESHOLD_BYTES,
@@ -59,7 +59,7 @@ impl MallocSetting {
     }
 
     /// glibc's environment variable for it.
-    pub fn variable(self) -> &'static str {
+    fn variable(self) -> &'static str {
         match self {
             MallocSetting::ArenaMax => "MALLOC_ARENA_MAX",
             MallocSetting::MmapThreshold => "MALLOC_MMAP_THRESHOLD_",
@@ -68,7 +68,7 @@ impl MallocSetting {
     }
 
     /// Its name in `GLIBC_TUNABLES`.
-    pub fn tunable(self) -> &'static str {
+    fn tunable(self) -> &'static str {
         match self {
             MallocSetting::ArenaMax => "glibc.malloc.arena_max",
             MallocSetting::MmapThreshold => "glibc.malloc.mmap_threshold",
@@ -79,9 +79,7 @@ impl MallocSetting {
 
 /// The settings to apply, given the environment (`lookup` reads one variable): each one whose
 /// glibc variable or tunable the environment does not already set.
-pub fn settings_to_apply(
-    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Vec<MallocSetting> {
+fn settings_to_apply(lookup: impl Fn(&str) -> Option<OsString>) -> Vec<MallocSetting> {
     let tunables = lookup("GLIBC_TUNABLES");
     let tunables = tunables.as_deref().map(OsStr::to_string_lossy);
     MallocSetting::ALL
@@ -96,12 +94,11 @@ pub fn settings_to_apply(
 }
 
 /// Apply the settings the environment leaves to us. Call first thing in `main`, before any
-/// thread exists (arenas made before stay). Returns the settings glibc took.
-pub fn configure_malloc() -> Vec<MallocSetting> {
-    settings_to_apply(|name| std::env::var_os(name))
-        .into_iter()
-        .filter(|&setting| set(setting))
-        .collect()
+/// thread exists (arenas made before stay). Elsewhere than glibc this does nothing.
+pub fn configure_malloc() {
+    for setting in settings_to_apply(|name| std::env::var_os(name)) {
+        set(setting);
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -124,8 +121,6 @@ fn set(_setting: MallocSetting) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
-
     use super::*;
 
     fn environment(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
